@@ -1,0 +1,134 @@
+"""Convolutional classifiers for small fixed-size images (28x28 digits and clothes).
+
+Two families:
+
+* :class:`SeedCNN` -- the classic Keras/Flax-tutorial baseline.
+* :class:`ResNet` -- a small residual network with batch normalisation, dropout and
+  global average pooling: what a researcher would pick for 28x28 images today.
+
+Both take a batch of images ``(N, H, W, C)`` as float32, already normalised
+(see :func:`imgmine_jax.data.normalize`), and return class logits ``(N, classes)``.
+Both expose :meth:`features` (the penultimate activations) for mining embeddings.
+
+Max pooling is written as a reshape + max rather than ``nnx.max_pool``: on XLA:CPU
+the gradient of ``reduce_window`` (``select_and_scatter``) is several times slower
+than the gradient of a plain reduction, which roughly doubles SeedCNN throughput
+(see ``benchmarks/`` and ``notes/``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from imgmine_jax.models.common import check_images, max_pool_2x2
+
+
+class SeedCNN(nnx.Module):
+    """Conv(32,3x3)-relu -> pool -> Conv(64,3x3)-relu -> pool -> Dense(128)-relu -> Dense(classes).
+
+    Valid (unpadded) convolutions as in the Keras MNIST example: 28 -> 26 -> 13 -> 11 -> 5.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 hidden: int = 128, *, rngs: nnx.Rngs):
+        self.image_shape = (image_size, image_size, in_channels)
+        self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID", rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", rngs=rngs)
+        side = ((image_size - 2) // 2 - 2) // 2
+        self.dense1 = nnx.Linear(side * side * 64, hidden, rngs=rngs)
+        self.dense2 = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def feature_maps(self, x: jax.Array) -> list[jax.Array]:
+        """Activations after each convolution (for visualisation)."""
+        check_images(x, self.image_shape, where=type(self).__name__)
+        a1 = nnx.relu(self.conv1(x))
+        a2 = nnx.relu(self.conv2(max_pool_2x2(a1)))
+        return [a1, a2]
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """The penultimate (128-d) representation."""
+        check_images(x, self.image_shape, where=type(self).__name__)
+        x = max_pool_2x2(nnx.relu(self.conv1(x)))
+        x = max_pool_2x2(nnx.relu(self.conv2(x)))
+        return nnx.relu(self.dense1(x.reshape(x.shape[0], -1)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.dense2(self.features(x))
+
+
+class ResidualBlock(nnx.Module):
+    """conv-BN-relu-conv-BN plus identity, then relu (He et al., 2016)."""
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+        self.bn1 = nnx.BatchNorm(channels, momentum=0.9, rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+        # Zero-initialised last BN scale: each block starts as the identity, which
+        # lets a short schedule use a high learning rate from the first epoch.
+        self.bn2 = nnx.BatchNorm(channels, momentum=0.9, scale_init=nnx.initializers.zeros,
+                                 rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        return nnx.relu(x + self.bn2(self.conv2(y)))
+
+
+class ConvBN(nnx.Module):
+    """conv-BN-relu, the transition between stages."""
+
+    def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
+        self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nnx.relu(self.bn(self.conv(x)))
+
+
+class ResNet(nnx.Module):
+    """A small ResNet for 28x28 images.
+
+    ``stem(widths[0])`` at full resolution, then for every further width a 2x2 max
+    pool, a conv-BN-relu transition to that width and ``blocks`` residual blocks;
+    global average pooling, dropout and a linear classifier. The default
+    ``widths=(16, 32, 64)`` runs at 28 -> 14 -> 7 pixels with ~0.1 M parameters:
+    wider versions are more accurate per epoch but, on a 2-core CPU, not per minute
+    (XLA:CPU's convolution gradients are slow for wide layers at high resolution).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1,
+                 dropout: float = 0.2, *, rngs: nnx.Rngs):
+        widths = tuple(int(w) for w in widths)
+        if image_size % 2 ** (len(widths) - 1):
+            raise ValueError(f"image_size={image_size} must be divisible by "
+                             f"2**{len(widths) - 1} for widths={widths}")
+        self.image_shape = (image_size, image_size, in_channels)
+        self.stem = ConvBN(in_channels, widths[0], rngs=rngs)
+        self.transitions = nnx.List([ConvBN(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
+        self.stages = nnx.List([
+            nnx.List([ResidualBlock(w, rngs=rngs) for _ in range(blocks)]) for w in widths[1:]
+        ])
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+
+    def feature_maps(self, x: jax.Array) -> list[jax.Array]:
+        """Activations at the end of the stem and of every stage."""
+        check_images(x, self.image_shape, where=type(self).__name__)
+        x = self.stem(x)
+        maps = [x]
+        for transition, stage in zip(self.transitions, self.stages):
+            x = transition(max_pool_2x2(x))
+            for block in stage:
+                x = block(x)
+            maps.append(x)
+        return maps
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Global-average-pooled last stage (``widths[-1]``-d)."""
+        return self.feature_maps(x)[-1].mean(axis=(1, 2))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head(self.dropout(self.features(x)))
+
+
