@@ -1,0 +1,53 @@
+"""Evaluation metrics: classification reports now; image-quality metrics beside their notebooks."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Fraction of ``predictions`` equal to ``labels``."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must have one shape")
+    return float(np.mean(labels == predictions))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """``C[i, j]`` = number of examples of true class ``i`` predicted as ``j``."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    for name, a in (("labels", labels), ("predictions", predictions)):
+        if a.size and (a.min() < 0 or a.max() >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes - 1}]; got range "
+                             f"[{a.min()}, {a.max()}]")
+    return np.bincount(labels * num_classes + predictions,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_report(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support for every class from a confusion matrix."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": actual.astype(int)}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def per_class_markdown(confusion: np.ndarray, class_names) -> str:
+    """A Markdown table of precision, recall, F1 and support per class, plus the macro average."""
+    rep = per_class_report(confusion)
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for i, name in enumerate(class_names):
+        lines.append(f"| {name} | {rep['precision'][i]:.4f} | {rep['recall'][i]:.4f} | "
+                     f"{rep['f1'][i]:.4f} | {rep['support'][i]} |")
+    lines.append(f"| **macro average** | {rep['precision'].mean():.4f} | {rep['recall'].mean():.4f} | "
+                 f"{rep['f1'].mean():.4f} | {rep['support'].sum()} |")
+    return "\n".join(lines)

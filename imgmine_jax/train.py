@@ -1,0 +1,490 @@
+"""Jitted train/eval steps over ``nnx.split`` state, and the epoch loop around them.
+
+The performance-guide form of Flax NNX: the model and optimiser are split once into a
+static ``GraphDef`` and a ``State`` pytree; a ``jax.jit`` step takes the state, merges
+it back inside the trace, and returns the new state. Each step compiles once per
+input shape (every training batch has the same shape, see
+:func:`imgmine_jax.data.epoch_batches`) and is then reused for every step and epoch.
+
+What is trained is described by a *task* (:class:`Classification` here; regression
+and GAN tasks live beside their models): how a batch becomes inputs, the loss, and
+the metrics summed over an evaluation batch. :func:`fit` is the same loop for all.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from imgmine_jax import data as data_lib
+
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (everything :func:`fit` needs to know)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    schedule: str = "onecycle"      # "constant" | "cosine" (warm-up + cosine) | "onecycle"
+    warmup_epochs: float = 1.0      # linear warm-up for "cosine"; ramp-up for "onecycle"
+    weight_decay: float = 1e-4      # decoupled (AdamW), on kernels only
+    label_smoothing: float = 0.0
+    augment_shift: int = 0          # random translation of up to this many pixels
+    augment_flip: bool = False      # random horizontal flips (clothes yes, digits no)
+    seed: int = 0
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        def need(ok: bool, field: str, expected: str):
+            if not ok:
+                raise ValueError(f"TrainConfig.{field} must be {expected}; got {getattr(self, field)!r}")
+
+        need(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
+        need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(_is_num(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
+        need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
+        need(_is_num(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+             "warmup_epochs", f"a number in [0, epochs={self.epochs}]")
+        need(_is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(_is_num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+             "label_smoothing", "a number in [0, 1)")
+        need(_is_int(self.augment_shift) and self.augment_shift >= 0, "augment_shift", "an integer >= 0")
+        need(isinstance(self.augment_flip, bool), "augment_flip", "True or False")
+        need(_is_int(self.seed), "seed", "an integer")
+        need(_is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
+             "eval_batch_size", "an integer >= 1")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# --------------------------------------------------------------------------- optimiser
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """The learning-rate *shape* in [0, 1] over training; multiplied by the peak rate."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(1.0)
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(warmup, 1), max(total, warmup + 1))
+    # one-cycle: linear ramp to the peak, cosine anneal to 1/1000 of it (Smith, 2018)
+    return optax.cosine_onecycle_schedule(total, 1.0, pct_start=max(warmup, 1) / total,
+                                          div_factor=25.0, final_div_factor=40.0)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
+                   learning_rate: float | jax.Array | None = None) -> optax.GradientTransformation:
+    """AdamW with decoupled weight decay on kernels (not biases or BN), and a schedule.
+
+    The peak learning rate is a hyperparameter in the optimiser *state*
+    (``inject_hyperparams``), so a vmapped sweep can give every member its own.
+    """
+    lr = cfg.learning_rate if learning_rate is None else learning_rate
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    return optax.chain(
+        optax.scale_by_adam(),
+        optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+        optax.scale_by_schedule(lr_schedule(cfg, steps_per_epoch)),
+        optax.inject_hyperparams(optax.scale)(step_size=-lr),
+    )
+
+
+# --------------------------------------------------------------------------- tasks
+
+class Task(Protocol):
+    """What :func:`fit` needs from a learning problem."""
+
+    def loss(self, model: nnx.Module, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
+        """Training loss on a batch, and per-batch metrics (means) to log."""
+
+    def eval_sums(self, model: nnx.Module, batch: dict, mask: jax.Array) -> dict:
+        """Metrics *summed* over the unmasked examples of an evaluation batch."""
+
+
+def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+    """Translate each image by an independent random offset in [-max_shift, max_shift] pixels.
+
+    The border is filled with zeros (black, the background of digits and clothes).
+    No flips: a mirrored digit is another symbol.
+    """
+    if max_shift == 0:
+        return images
+    n, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
+    """Mirror each image left-right with probability 1/2."""
+    flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+    return jnp.where(flip, images[:, :, ::-1], images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """Softmax cross-entropy on ``{"image": uint8, "label": int}`` batches.
+
+    Images are augmented (uint8, before normalisation) only in training.
+    """
+
+    num_classes: int
+    label_smoothing: float = 0.0
+    augment_shift: int = 0
+    augment_flip: bool = False
+
+    @classmethod
+    def from_config(cls, num_classes: int, cfg: TrainConfig) -> "Classification":
+        return cls(num_classes, cfg.label_smoothing, cfg.augment_shift, cfg.augment_flip)
+
+    def inputs(self, batch: dict, key: jax.Array | None = None) -> jax.Array:
+        images = batch["image"]
+        if key is not None:
+            shift_key, flip_key = jax.random.split(key)
+            images = random_shift(shift_key, images, self.augment_shift)
+            if self.augment_flip:
+                images = random_flip(flip_key, images)
+        return data_lib.normalize(images)
+
+    def loss(self, model, batch, key):
+        logits = model(self.inputs(batch, key))
+        targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], self.num_classes),
+                                      self.label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        accuracy = (logits.argmax(-1) == batch["label"]).mean()
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    def eval_sums(self, model, batch, mask):
+        logits = model(self.inputs(batch))
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        correct = logits.argmax(-1) == batch["label"]
+        return {"loss": jnp.sum(ce * mask), "accuracy": jnp.sum(correct * mask)}
+
+
+# --------------------------------------------------------------------------- steps
+
+def _gather(arrays: dict, idx: jax.Array) -> dict:
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def train_step_fn(graphdef: nnx.GraphDef, task: Task) -> Callable:
+    """The pure training step ``(state, arrays, idx, key) -> (state, metrics)``.
+
+    ``state`` is ``nnx.state((model, optimizer))``; the batch is gathered from the
+    device-resident ``arrays`` inside the step, so no data crosses to the device.
+    """
+    def step(state, arrays, idx, key):
+        model, optimizer = nnx.merge(graphdef, state)
+        batch = _gather(arrays, idx)
+        grad_fn = nnx.value_and_grad(lambda m: task.loss(m, batch, key), has_aux=True)
+        (_, metrics), grads = grad_fn(model)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), metrics
+
+    return step
+
+
+def eval_step_fn(graphdef: nnx.GraphDef, task: Task) -> Callable:
+    """The pure evaluation step ``(model_state, arrays, idx, mask) -> metric sums``."""
+    def step(model_state, arrays, idx, mask):
+        return task.eval_sums(nnx.merge(graphdef, model_state), _gather(arrays, idx), mask)
+
+    return step
+
+
+def _sum_metrics(sums: dict | None, new: dict) -> dict:
+    return new if sums is None else jax.tree.map(jnp.add, sums, new)
+
+
+class Trainer:
+    """A model, its optimiser and the jitted steps that update them.
+
+    ``state`` is the single pytree that changes during training (parameters, batch
+    statistics, dropout RNG counters, optimiser state). ``train_step`` and
+    ``eval_step`` are jitted once; ``compilations()`` counts how often they were
+    actually compiled (the tests assert it stays at one per shape).
+    """
+
+    def __init__(self, model: nnx.Module, task: Task, tx: optax.GradientTransformation,
+                 seed: int = 0, schedule: optax.Schedule | None = None):
+        self.task = task
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        model.train()  # train/eval mode is static graph data: one graphdef for each
+        graph_train, self.state = nnx.split((model, optimizer))
+        model.eval()
+        self._model = model
+        self._schedule = schedule
+        self._base_key = jax.random.key(seed)
+        self.step = 0
+        self.train_step = jax.jit(train_step_fn(graph_train, task), donate_argnums=0)
+        self.eval_step = jax.jit(eval_step_fn(nnx.graphdef(model), task))
+
+    @property
+    def model_state(self):
+        """The model's part of the state (what evaluation and checkpoints need)."""
+        return self.state[0]
+
+    def learning_rate(self) -> float:
+        """The learning rate of the next step (peak rate times the schedule)."""
+        opt_state = self.state[1]["opt_state"]
+        peak = -float(opt_state[3].hyperparams["step_size"].get_value())
+        return peak * (1.0 if self._schedule is None else float(self._schedule(self.step)))
+
+    def run_epoch(self, arrays: dict, batch_indices: np.ndarray, progress: tqdm | None = None) -> dict:
+        """One pass over ``batch_indices``; returns the mean of the per-step metrics."""
+        sums = None
+        for i, idx in enumerate(batch_indices):
+            key = jax.random.fold_in(self._base_key, self.step)
+            self.state, metrics = self.train_step(self.state, arrays, idx, key)
+            sums = _sum_metrics(sums, metrics)
+            self.step += 1
+            if progress is not None:
+                progress.update(1)
+                if i % 50 == 0:
+                    progress.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
+        return {k: float(v) / len(batch_indices) for k, v in jax.device_get(sums).items()}
+
+    def evaluate(self, arrays: dict, batch_size: int = 1000, model_state=None) -> dict:
+        """Metrics averaged over every example of ``arrays`` (eval mode: no dropout, running BN)."""
+        return evaluate(self.eval_step, self.model_state if model_state is None else model_state,
+                        arrays, batch_size)
+
+    def compilations(self) -> int:
+        """How many programs the train and eval steps have compiled so far."""
+        return self.train_step._cache_size() + self.eval_step._cache_size()
+
+    def sync_model(self, model_state=None) -> nnx.Module:
+        """Write ``model_state`` (default: the current one) into the model object and return it."""
+        nnx.update(self._model, self.model_state if model_state is None else model_state)
+        self._model.eval()
+        return self._model
+
+
+def evaluate(eval_step: Callable, model_state, arrays: dict, batch_size: int) -> dict:
+    """Run a (possibly vmapped) eval step over every example once; average the sums."""
+    n = len(next(iter(arrays.values())))
+    idx, mask = data_lib.eval_batches(n, min(batch_size, n))
+    sums = None
+    for i, m in zip(idx, mask):
+        sums = _sum_metrics(sums, eval_step(model_state, arrays, i, m))
+    return {k: np.asarray(v) / n for k, v in jax.device_get(sums).items()}
+
+
+# --------------------------------------------------------------------------- loop
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (best epoch's weights) and its history."""
+
+    model: nnx.Module
+    history: list[dict]
+    best_epoch: int
+    train_seconds: float
+    trainer: Trainer
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([row[name] for row in self.history])
+
+
+def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
+        val: dict[str, np.ndarray] | None, cfg: TrainConfig, *,
+        monitor: str = "val_accuracy", progress: bool = True,
+        on_epoch_end: Callable[[dict, Trainer], None] | None = None,
+        log: Callable[[str], None] | None = print) -> FitResult:
+    """Train ``model`` in place for ``cfg.epochs`` epochs; keep the weights of the best epoch.
+
+    Args:
+      train, val: dicts of equal-length arrays (e.g. ``ImageDataset.arrays()``); put on
+        the device once. ``val`` may be None (then the last epoch is kept).
+      monitor: the history column that picks the best epoch (higher is better for
+        ``*accuracy*``, lower otherwise).
+      on_epoch_end: called with each history row and the trainer (for figures,
+        checkpoints, early stopping by raising ``StopIteration``).
+
+    Returns a :class:`FitResult`; its history has one row per epoch: train/val loss and
+    metrics, learning rate, epoch wall time and training images per second.
+    """
+    n = len(next(iter(train.values())))
+    if cfg.batch_size > n:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
+    steps = n // cfg.batch_size
+    tx = make_optimizer(cfg, steps)
+    trainer = Trainer(model, task, tx, seed=cfg.seed, schedule=lr_schedule(cfg, steps))
+    train_dev = data_lib.to_device(train)
+    val_dev = data_lib.to_device(val) if val is not None else None
+    higher_better = "accuracy" in monitor
+    best, best_state, best_epoch = None, None, 0
+    history: list[dict] = []
+    epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
+    total_time = 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        lr = trainer.learning_rate()
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
+        idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
+        train_metrics = trainer.run_epoch(train_dev, idx, bar)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        total_time += seconds
+        row = {"epoch": epoch, "lr": lr, "seconds": seconds,
+               "images_per_sec": steps * cfg.batch_size / seconds}
+        row.update({f"train_{k}": v for k, v in train_metrics.items()})
+        if val_dev is not None:
+            val_metrics = trainer.evaluate(val_dev, cfg.eval_batch_size)
+            row.update({f"val_{k}": float(v) for k, v in val_metrics.items()})
+        history.append(row)
+        score = row.get(monitor, row.get("train_loss"))
+        improved = best is None or (score > best if higher_better else score < best)
+        if improved:
+            best, best_epoch = score, epoch
+            best_state = jax.tree.map(jnp.copy, trainer.model_state)
+        if log is not None:
+            log(format_row(row) + ("  *" if improved else ""))
+        if on_epoch_end is not None:
+            try:
+                on_epoch_end(row, trainer)
+            except StopIteration:
+                break
+    model = trainer.sync_model(best_state)
+    return FitResult(model=model, history=history, best_epoch=best_epoch,
+                     train_seconds=total_time, trainer=trainer)
+
+
+def format_row(row: dict) -> str:
+    """One line per epoch: ``epoch 3  train_loss 0.0412  val_accuracy 0.9921 ...``."""
+    parts = [f"epoch {row['epoch']:>3}"]
+    for k, v in row.items():
+        if k == "epoch":
+            continue
+        if k == "images_per_sec":
+            parts.append(f"{v:,.0f} img/s")
+        elif k == "seconds":
+            parts.append(f"{v:.1f}s")
+        elif k == "lr":
+            parts.append(f"lr {v:.2e}")
+        else:
+            parts.append(f"{k} {v:.4f}")
+    return "  ".join(parts)
+
+
+def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
+            fn: Callable[[nnx.Module, jax.Array], jax.Array] | None = None) -> np.ndarray:
+    """Apply ``fn(model, normalized_images)`` (default: the logits) in eval mode, batched and jitted.
+
+    ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"predict expects uint8 images of shape (N, H, W, C); got {images.dtype} "
+                         f"{images.shape}")
+    fn = fn or (lambda m, x: m(x))
+    model.eval()
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def apply(state, x):
+        return fn(nnx.merge(graphdef, state), data_lib.normalize(x))
+
+    idx, mask = data_lib.eval_batches(len(images), min(batch_size, len(images)))
+    outs = [np.asarray(apply(state, images[i])) for i in idx]
+    return np.concatenate(outs)[: len(images)]
+
+
+# --------------------------------------------------------------------------- vmapped sweeps
+
+@dataclasses.dataclass
+class SweepResult:
+    """Per-member results of :func:`sweep`: one entry per ``(learning_rate, seed)``."""
+
+    learning_rates: np.ndarray
+    seeds: np.ndarray
+    history: list[dict]           # per epoch; metric values are arrays over members
+    train_seconds: float
+
+    def final(self, name: str) -> np.ndarray:
+        return np.asarray(self.history[-1][name])
+
+
+def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
+          cfg: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[int], *,
+          progress: bool = True, log: Callable[[str], None] | None = print) -> SweepResult:
+    """Train one model per ``(learning_rate, seed)`` pair *together*, in one compiled program.
+
+    Every member is built by ``make_model(nnx.Rngs(seed))`` and trained with ``cfg``
+    except for its own peak learning rate; the states are stacked along a leading axis
+    and the training step is ``jax.vmap``-ed over it. The member seed sets the
+    initialisation (and the dropout stream, which lives in the model); batches and
+    augmentation draws come from ``cfg.seed`` and are shared. So member ``i`` is
+    exactly ``fit(make_model(nnx.Rngs(seeds[i])), ..., replace(cfg, learning_rate=lrs[i]))``.
+    """
+    lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
+    member_seeds = np.array([s for _ in learning_rates for s in seeds], dtype=np.uint32)
+    if len(lrs) == 0 or np.any(lrs <= 0):
+        raise ValueError(f"sweep needs positive learning rates and at least one seed; got "
+                         f"learning_rates={list(learning_rates)}, seeds={list(seeds)}")
+    n = len(next(iter(train.values())))
+    if cfg.batch_size > n:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
+    steps = n // cfg.batch_size
+
+    def init(seed, lr):
+        model = make_model(nnx.Rngs(jax.random.key(seed)))  # == nnx.Rngs(seed), traceable
+        model.train()
+        return nnx.state((model, nnx.Optimizer(model, make_optimizer(cfg, steps, lr), wrt=nnx.Param)))
+
+    template = make_model(nnx.Rngs(0))
+    template.train()
+    graph_train = nnx.graphdef((template, nnx.Optimizer(template, make_optimizer(cfg, steps), wrt=nnx.Param)))
+    template.eval()
+    graph_eval = nnx.graphdef(template)
+    states = jax.jit(jax.vmap(init))(member_seeds, lrs)
+    base_key = jax.random.key(cfg.seed)
+    step_fn = jax.jit(jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None)),
+                      donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(eval_step_fn(graph_eval, task), in_axes=(0, None, None, None)))
+    train_dev, val_dev = data_lib.to_device(train), data_lib.to_device(val)
+    schedule = lr_schedule(cfg, steps)
+    epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
+    history, total, step = [], 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
+        sums = None
+        for batch_idx in tqdm(idx, desc=f"sweep epoch {epoch}/{cfg.epochs}", leave=False,
+                              disable=not progress):
+            states, metrics = step_fn(states, train_dev, batch_idx, jax.random.fold_in(base_key, step))
+            sums = _sum_metrics(sums, metrics)
+            step += 1
+        train_metrics = {k: np.asarray(v) / len(idx) for k, v in jax.device_get(sums).items()}
+        seconds = time.perf_counter() - t0
+        total += seconds
+        val_metrics = evaluate(eval_fn, states[0], val_dev, cfg.eval_batch_size)
+        row = {"epoch": epoch, "seconds": seconds, "lr_scale": float(schedule(step)),
+               **{f"train_{k}": v for k, v in train_metrics.items()},
+               **{f"val_{k}": v for k, v in val_metrics.items()}}
+        history.append(row)
+        if log is not None:
+            best = int(np.argmax(row.get("val_accuracy", -row["val_loss"])))
+            log(f"sweep epoch {epoch:>3}  {seconds:.1f}s  {len(lrs)} members  best: lr {lrs[best]:.1e} "
+                f"seed {member_seeds[best]}  " +
+                "  ".join(f"{k} {float(np.asarray(v)[best]):.4f}" for k, v in row.items()
+                          if k.startswith(("train_", "val_"))))
+    return SweepResult(learning_rates=lrs, seeds=member_seeds, history=history, train_seconds=total)
