@@ -1,0 +1,338 @@
+"""Run notebooks top to bottom and render their results; the per-notebook ``Report``.
+
+Command line::
+
+    python -m imgmine_jax.run                       # every notebook, full profile
+    python -m imgmine_jax.run --profile quick 01    # one notebook, small and fast
+
+For each notebook the runner injects ``profile`` (and any ``-p name=value``) into the
+cell tagged ``parameters`` (papermill), executes it in a staging directory, renders
+HTML, and only on success moves ``<notebook>.ipynb``, ``<notebook>.html``,
+``figures/*.png`` and ``metrics.json`` into ``results/<notebook>/``. A notebook that
+fails names the failing cell and leaves the previous results of that notebook as they
+were. Finally ``results/README.md`` is regenerated from every ``metrics.json``.
+
+Inside a notebook, :class:`Report` is the one object that writes results: figures
+and ``metrics.json`` go to the directory the runner chose (``$IMGMINE_OUTPUT_DIR``);
+run interactively, they go to ``artifacts/notebooks/<notebook>/`` so that a quick
+experiment in JupyterLab never overwrites the committed full-profile results.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from imgmine_jax import checkpoint as _ckpt
+
+PROFILES = ("quick", "full")
+OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
+PROFILE_ENV = "IMGMINE_PROFILE"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+RESULTS_DIR = REPO_ROOT / "results"
+
+
+# --------------------------------------------------------------------------- inside a notebook
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that a crash leaves either the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment_info() -> dict[str, Any]:
+    """Library versions and the device the numbers were measured on."""
+    import flax
+    import jax
+    import optax
+
+    device = jax.devices()[0]
+    return {
+        "versions": {"python": platform.python_version(), "jax": jax.__version__,
+                     "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+                     "flax": flax.__version__, "optax": optax.__version__},
+        "device": {"platform": device.platform, "kind": device.device_kind,
+                   "count": jax.device_count(), "cpu_count": os.cpu_count(),
+                   "machine": platform.machine(), "processor": _cpu_model()},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class Report:
+    """Collects one notebook's figures and headline numbers.
+
+    ``report.figure(fig, "learning_curves")`` saves ``figures/learning_curves.png`` and
+    shows the figure inline; ``report.metrics[...] = value`` records a headline number;
+    ``report.write()`` writes ``metrics.json`` (profile, dataset, seed, wall time,
+    versions, device, metrics). Created at the top of a notebook, so the wall time
+    covers the whole run.
+    """
+
+    def __init__(self, notebook: str, *, profile: str, seed: int, dataset: str | None = None,
+                 **parameters: Any):
+        check_profile(profile)
+        self.notebook = notebook
+        self.profile = profile
+        self.seed = seed
+        self.dataset = dataset
+        self.parameters = parameters
+        self.metrics: dict[str, Any] = {}
+        self.key_figures: list[str] = []
+        self._start = time.perf_counter()
+        env_dir = os.environ.get(OUTPUT_ENV)
+        self.dir = Path(env_dir) if env_dir else _ckpt.artifacts_dir() / "notebooks" / notebook
+        self.figure_dir = self.dir / "figures"
+        self.figure_dir.mkdir(parents=True, exist_ok=True)
+        if os.environ.get(PROFILE_ENV) and os.environ[PROFILE_ENV] != profile:
+            raise RuntimeError(f"the runner asked for profile {os.environ[PROFILE_ENV]!r} but the "
+                               f"notebook's parameters say {profile!r}")
+
+    def figure(self, fig, name: str, *, key: bool = False, show: bool = True):
+        """Save ``fig`` as ``figures/<name>.png`` (atomically) and show it inline."""
+        import io
+
+        import matplotlib.pyplot as plt
+
+        if not fig.axes or not any(ax.get_title() or fig._suptitle for ax in fig.axes):
+            raise ValueError(f"figure {name!r} has no title; every saved figure needs one")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        atomic_write_bytes(self.figure_dir / f"{name}.png", buf.getvalue())
+        if key and name not in self.key_figures:
+            self.key_figures.append(name)
+        if show:
+            plt.show()
+        else:
+            plt.close(fig)
+        return fig
+
+    def write(self) -> Path:
+        """Write ``metrics.json`` and return its path."""
+        doc = {
+            "notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
+            "seed": self.seed, "parameters": self.parameters,
+            "wall_seconds": round(time.perf_counter() - self._start, 1),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **environment_info(),
+            "metrics": self.metrics, "key_figures": self.key_figures,
+        }
+        path = self.dir / "metrics.json"
+        atomic_write_bytes(path, (json.dumps(doc, indent=2, default=_jsonable) + "\n").encode())
+        return path
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"metrics.json cannot hold a {type(value).__name__}: {value!r}")
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}; got {profile!r}")
+    return profile
+
+
+# --------------------------------------------------------------------------- the runner
+
+def find_notebooks(names: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Notebooks in order; ``names`` may be full names, stems or numeric prefixes (``01``)."""
+    available = sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return available
+    chosen = []
+    for name in names:
+        stem = Path(name).stem
+        matches = [nb for nb in available if nb.stem == stem or nb.stem.startswith(stem + "_")]
+        if len(matches) != 1:
+            raise SystemExit(f"notebook {name!r} matches {len(matches)} of "
+                             f"{[nb.stem for nb in available]}; expected exactly one")
+        chosen.append(matches[0])
+    return chosen
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def run_notebook(notebook: Path, results_dir: Path, profile: str,
+                 parameters: dict[str, Any] | None = None, timeout: int | None = None) -> Path:
+    """Execute one notebook into ``results_dir/<stem>/``; on failure leave that directory as it was."""
+    import papermill as pm
+
+    stem = notebook.stem
+    results_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
+    staging.chmod(0o755)
+    executed = staging / f"{stem}.ipynb"
+    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV)}
+    os.environ[OUTPUT_ENV] = str(staging)
+    os.environ[PROFILE_ENV] = profile
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters={"profile": profile, **(parameters or {})},
+                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+                            log_output=False, execution_timeout=timeout)
+        if not (staging / "metrics.json").exists():
+            raise NotebookFailed(f"{stem} ran but wrote no metrics.json (it must call report.write())")
+        render_html(executed, staging / f"{stem}.html")
+    except BaseException as err:
+        where = _failing_cell(executed, err) if isinstance(err, pm.PapermillExecutionError) else ""
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, pm.PapermillExecutionError):
+            raise NotebookFailed(f"{stem} failed in {where}: {err.ename}: {err.evalue}") from None
+        raise
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    target = results_dir / stem
+    _swap_into_place(staging, target)
+    return target
+
+
+def _failing_cell(executed: Path, err) -> str:
+    """'cell N (first line)', N counted in the notebook as committed (without the injected cell)."""
+    import nbformat
+
+    try:
+        added = lambda tag: tag == "injected-parameters" or tag.startswith("papermill")
+        cells = [c for c in nbformat.read(executed, as_version=4).cells
+                 if not any(added(t) for t in c.metadata.get("tags", []))]
+        for number, cell in enumerate(cells, start=1):
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+                return f"cell {number} ({first!r})"
+    except Exception:  # the message must never hide the original failure
+        pass
+    return f"execution count {err.exec_count}"
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Replace directory ``target`` by ``new`` with renames, never leaving neither."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render_html(executed: Path, html_path: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    atomic_write_bytes(html_path, body.encode())
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_index(results_dir: Path = RESULTS_DIR) -> Path:
+    """Regenerate ``results/README.md``: each notebook's headline numbers, links and key figures."""
+    lines = ["# Results", "",
+             "Generated by `python -m imgmine_jax.run` from each notebook's `metrics.json`; "
+             "do not edit by hand.", "",
+             "| notebook | profile | headline metrics | wall time | device | rendered |",
+             "|---|---|---|---|---|---|"]
+    figures = []
+    for metrics_file in sorted(results_dir.glob("[0-9][0-9]_*/metrics.json")):
+        doc = json.loads(metrics_file.read_text())
+        stem = metrics_file.parent.name
+        headline = "<br>".join(f"{k}: {_format_value(v)}" for k, v in doc.get("metrics", {}).items()
+                               if not isinstance(v, (dict, list)))
+        device = doc.get("device", {})
+        lines.append(f"| {stem} | {doc.get('profile')} | {headline} | {doc.get('wall_seconds', 0):.0f} s | "
+                     f"{device.get('platform', '?')} x{device.get('count', '?')} | "
+                     f"[html]({stem}/{stem}.html) · [ipynb]({stem}/{stem}.ipynb) |")
+        names = doc.get("key_figures") or [p.stem for p in sorted((metrics_file.parent / "figures").glob("*.png"))[:3]]
+        thumbs = " ".join(f'<img src="{stem}/figures/{n}.png" width="260" alt="{n}">' for n in names)
+        if thumbs:
+            figures += [f"### {stem}", "", thumbs, ""]
+    extra = results_dir / "benchmarks.md"
+    if extra.exists():
+        lines += ["", extra.read_text().rstrip()]
+    lines += ["", "## Key figures", ""] + figures
+    path = results_dir / "README.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise SystemExit(f"-p expects name=value; got {text!r}")
+    name, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imgmine_jax.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="names, stems or number prefixes (default: all)")
+    parser.add_argument("--profile", default="full", choices=PROFILES)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra notebook parameter (JSON value), e.g. -p dataset='\"fashion_mnist\"'")
+    parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    args = parser.parse_args(argv)
+    parameters = dict(_parse_param(p) for p in args.parameter)
+    failures = 0
+    for nb in find_notebooks(args.notebooks):
+        t0 = time.perf_counter()
+        print(f"[run] {nb.stem} ({args.profile}) ...", flush=True)
+        try:
+            target = run_notebook(nb, args.results_dir, args.profile, parameters, args.timeout)
+        except NotebookFailed as err:
+            failures += 1
+            print(f"[run] FAILED {err}; previous results kept", flush=True)
+            continue
+        print(f"[run] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+    index = write_index(args.results_dir)
+    print(f"[run] index: {index}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
