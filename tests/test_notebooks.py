@@ -1,0 +1,47 @@
+"""Every notebook: clean in git, one parameters cell, and runs top to bottom in the quick profile."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from imgmine_jax import run
+
+NOTEBOOKS = run.find_notebooks()
+
+
+def test_there_are_notebooks():
+    assert [nb.stem[:2] for nb in NOTEBOOKS][:2] == ["00", "01"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean_with_one_parameters_cell(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.get("outputs") for c in code), f"{notebook.name} has outputs; store it clean"
+    assert not any(c.get("execution_count") for c in code), f"{notebook.name} has execution counts"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{notebook.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    params = nb.cells[tagged[0]].source
+    assert 'profile = "full"' in params, "the committed default must be the full profile"
+    assert all("parameters" not in c.metadata.get("tags", []) for c in nb.cells[tagged[0] + 1:])
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_quick_profile(notebook, tmp_path):
+    target = run.run_notebook(notebook, tmp_path, "quick", timeout=600)
+    metrics = json.loads((target / "metrics.json").read_text())
+    # the sentinel: the runner's profile really reached the notebook's code
+    assert metrics["profile"] == "quick"
+    executed = nbformat.read(target / f"{notebook.stem}.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'profile = "quick"' in injected[0].source
+    assert (target / f"{notebook.stem}.html").stat().st_size > 10_000
+    figures = sorted((target / "figures").glob("*.png"))
+    assert figures, "every notebook saves at least one figure"
+    assert metrics["wall_seconds"] < 180, "the quick profile must stay under 3 minutes"
+    assert {"versions", "device", "seed", "dataset", "metrics"} <= set(metrics)
+    assert metrics["metrics"], "the notebook recorded no headline numbers"

@@ -1,0 +1,91 @@
+"""The runner: failures leave earlier results alone; the index is rebuilt from metrics.json."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from imgmine_jax import run
+
+
+def _notebook(path: Path, body: str) -> Path:
+    params = new_code_cell('profile = "full"\n', metadata={"tags": ["parameters"]})
+    nb = new_notebook(cells=[params, new_code_cell(body)],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, path)
+    return path
+
+
+OK_BODY = """
+import matplotlib.pyplot as plt
+from imgmine_jax.run import Report
+report = Report("{stem}", profile=profile, seed=1, dataset="none")
+fig, ax = plt.subplots(); ax.plot([0, 1]); ax.set_title("a line")
+report.figure(fig, "line", key=True)
+report.metrics["answer"] = 42
+report.write()
+"""
+
+
+@pytest.mark.notebook
+def test_failed_notebook_keeps_previous_results(tmp_path):
+    nb_dir, results = tmp_path / "nbs", tmp_path / "results"
+    nb_dir.mkdir()
+    nb = _notebook(nb_dir / "98_demo.ipynb", OK_BODY.format(stem="98_demo"))
+    target = run.run_notebook(nb, results, "quick")
+    before = (target / "metrics.json").read_text()
+    assert json.loads(before)["metrics"]["answer"] == 42
+
+    _notebook(nb, "raise RuntimeError('boom in cell two')")
+    with pytest.raises(run.NotebookFailed, match=r"98_demo failed in cell 2 \(.raise RuntimeError.*\): RuntimeError: boom in cell two"):
+        run.run_notebook(nb, results, "quick")
+    assert (target / "metrics.json").read_text() == before
+    assert (target / "figures" / "line.png").exists()
+    assert [p.name for p in results.iterdir()] == ["98_demo"]          # no staging left behind
+
+    index = run.write_index(results).read_text()
+    assert "| 98_demo | quick | answer: 42 |" in index
+    assert 'src="98_demo/figures/line.png"' in index
+
+
+def test_report_refuses_untitled_figures_and_unknown_profiles(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv(run.OUTPUT_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match=r"profile must be one of \('quick', 'full'\); got 'fast'"):
+        run.Report("x", profile="fast", seed=0)
+    report = run.Report("x", profile="quick", seed=0)
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="no title"):
+        report.figure(fig, "untitled", show=False)
+
+
+def test_runner_profile_must_reach_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv(run.OUTPUT_ENV, str(tmp_path))
+    monkeypatch.setenv(run.PROFILE_ENV, "quick")
+    with pytest.raises(RuntimeError, match="runner asked for profile 'quick'"):
+        run.Report("x", profile="full", seed=0)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    run.atomic_write_bytes(path, b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        run.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_notebook_selection_by_prefix():
+    assert run.find_notebooks(["00"])[0].stem == "00_background"
+    with pytest.raises(SystemExit, match="matches 0"):
+        run.find_notebooks(["77"])

@@ -1,0 +1,128 @@
+"""Training steps and loops on real MNIST batches."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imgmine_jax import data, models, train
+
+SEED_CFG = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+
+
+def _seed_cnn(seed=0):
+    return models.build("seed_cnn", SEED_CFG, seed=seed)
+
+
+def test_train_steps_lower_the_loss_on_a_fixed_real_batch(mnist_train):
+    batch = mnist_train.head(128).arrays()
+    cfg = train.TrainConfig(epochs=1, batch_size=128, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+    trainer = train.Trainer(_seed_cnn(), train.Classification(10), train.make_optimizer(cfg, 1))
+    arrays = data.to_device(batch)
+    before = trainer.evaluate(arrays)["loss"]
+    trainer.run_epoch(arrays, np.tile(np.arange(128), (10, 1)))
+    after = trainer.evaluate(arrays)["loss"]
+    assert after < 0.5 * before, (before, after)
+
+
+def test_small_model_overfits_256_real_images(mnist_train):
+    subset = mnist_train.head(256)
+    cfg = train.TrainConfig(epochs=25, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+    result = train.fit(_seed_cnn(), train.Classification(10), subset.arrays(), None, cfg, progress=False, log=None)
+    assert result.trainer.evaluate(data.to_device(subset.arrays()))["accuracy"] >= 0.99
+
+
+def test_steps_compile_once_across_epochs(mnist_train):
+    tr, va = data.train_val_split(mnist_train.head(1200), 200, seed=0)
+    cfg = train.TrainConfig(epochs=3, batch_size=64, learning_rate=1e-3)
+    model = models.build("resnet", models.classifier_config("resnet", 10, (28, 28, 1)))
+    result = train.fit(model, train.Classification(10, augment_shift=2), tr.arrays(), va.arrays(), cfg,
+                       progress=False, log=None)
+    assert len(result.history) == 3
+    # one training program (1000 // 64 = 15 steps x 3 epochs) and one evaluation program
+    assert result.trainer.compilations() == 2
+    assert result.trainer.step == 45
+
+
+def test_fit_history_and_best_epoch(mnist_train):
+    tr, va = data.train_val_split(mnist_train.head(1500), 500, seed=0)
+    cfg = train.TrainConfig(epochs=2, batch_size=50, learning_rate=2e-3, schedule="cosine", warmup_epochs=1)
+    result = train.fit(_seed_cnn(), train.Classification(10), tr.arrays(), va.arrays(), cfg,
+                       progress=False, log=None)
+    row = result.history[-1]
+    assert {"epoch", "lr", "seconds", "images_per_sec", "train_loss", "train_accuracy",
+            "val_loss", "val_accuracy"} <= set(row)
+    assert result.history[0]["lr"] == 0.0 and result.history[1]["lr"] == pytest.approx(2e-3, rel=1e-3)
+    best = max(result.history, key=lambda r: r["val_accuracy"])
+    assert result.best_epoch == best["epoch"]
+    # the returned model carries the best epoch's weights
+    assert result.trainer.evaluate(data.to_device(va.arrays()))["accuracy"] >= 0.0
+    preds = train.predict(result.model, va.images).argmax(-1)
+    assert np.mean(preds == va.labels) == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_same_seed_same_numbers(mnist_train):
+    tr, va = data.train_val_split(mnist_train.head(700), 200, seed=0)
+    cfg = train.TrainConfig(epochs=1, batch_size=50, seed=7, augment_shift=1)
+    runs = [train.fit(_seed_cnn(7), train.Classification(10, augment_shift=1), tr.arrays(), va.arrays(), cfg,
+                      progress=False, log=None) for _ in range(2)]
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        assert runs[0].history[0][key] == runs[1].history[0][key]
+
+
+def test_vmapped_sweep_reproduces_sequential_runs(mnist_train):
+    tr, va = data.train_val_split(mnist_train.head(800), 200, seed=0)
+    cfg = train.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+    task = train.Classification(10, augment_shift=1)
+    make = lambda rngs: models.REGISTRY["seed_cnn"](**SEED_CFG, rngs=rngs)
+    swept = train.sweep(make, task, tr.arrays(), va.arrays(), cfg, [3e-4, 3e-3], [0, 1], progress=False, log=None)
+    assert swept.final("val_accuracy").shape == (4,)
+    for i, (lr, seed) in enumerate(zip(swept.learning_rates, swept.seeds)):
+        member_cfg = dataclasses.replace(cfg, learning_rate=float(lr))
+        single = train.fit(_seed_cnn(int(seed)), task, tr.arrays(), va.arrays(), member_cfg, progress=False, log=None)
+        # same numbers up to float reassociation in the batched kernels
+        assert swept.final("val_loss")[i] == pytest.approx(single.history[-1]["val_loss"], rel=1e-3)
+        assert swept.final("val_accuracy")[i] == pytest.approx(single.history[-1]["val_accuracy"], abs=0.006)
+    assert len(set(np.round(swept.final("val_loss"), 4))) == 4       # the members really differ
+
+
+def test_random_shift_moves_content_without_changing_mass(mnist_train):
+    import jax
+
+    images = mnist_train.images[:200]
+    frame = np.ones((28, 28), bool)
+    frame[2:-2, 2:-2] = False
+    images = images[images[:, frame, 0].max(axis=1) == 0][:16]    # digits with an empty 2-pixel border
+    shifted = np.asarray(train.random_shift(jax.random.key(0), images, 2))
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    assert not np.array_equal(shifted, images)
+    # with an empty border, a shift of at most 2 pixels loses no ink
+    np.testing.assert_array_equal(shifted.reshape(len(images), -1).sum(1, dtype=np.int64),
+                                  images.reshape(len(images), -1).sum(1, dtype=np.int64))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("epochs", -1, r"epochs must be an integer >= 1; got -1"),
+    ("epochs", 2.5, r"epochs must be an integer >= 1; got 2.5"),
+    ("batch_size", 0, r"batch_size must be an integer >= 1"),
+    ("learning_rate", 0.0, r"learning_rate must be a number > 0"),
+    ("learning_rate", float("nan"), r"learning_rate must be a number > 0"),
+    ("schedule", "linear", r"schedule must be one of \('constant', 'cosine', 'onecycle'\); got 'linear'"),
+    ("warmup_epochs", 20, r"warmup_epochs must be a number in \[0, epochs=10\]"),
+    ("weight_decay", -1e-4, r"weight_decay must be a number >= 0"),
+    ("label_smoothing", 1.0, r"label_smoothing must be a number in \[0, 1\)"),
+    ("augment_shift", -2, r"augment_shift must be an integer >= 0"),
+    ("augment_flip", "yes", r"augment_flip must be True or False"),
+    ("seed", "0", r"seed must be an integer; got '0'"),
+])
+def test_bad_train_config_is_rejected(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        train.TrainConfig(**{field: value})
+
+
+def test_batch_size_larger_than_training_set_is_rejected(mnist_train):
+    small = mnist_train.head(100)
+    with pytest.raises(ValueError, match=r"batch_size=128 is larger than the training set \(100 examples\)"):
+        train.fit(_seed_cnn(), train.Classification(10), small.arrays(), None,
+                  train.TrainConfig(epochs=1, batch_size=128), progress=False, log=None)
