@@ -28,6 +28,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from imgmine_jax.files import replace_dir
+
 ARTIFACTS_ENV = "IMGMINE_ARTIFACTS"
 _SAVED = (nnx.Param, nnx.BatchStat)
 
@@ -69,13 +71,7 @@ def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
             ckptr.wait_until_finished()
         meta = {"format": 1, "architecture": architecture, "config": config, "info": info or {}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imgmine_jax import checkpoint as _ckpt
+from imgmine_jax.files import atomic_write_bytes, replace_dir
 
 PROFILES = ("quick", "full")
 OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
@@ -42,23 +43,6 @@ RESULTS_DIR = REPO_ROOT / "results"
 
 
 # --------------------------------------------------------------------------- inside a notebook
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def environment_info() -> dict[str, Any]:
     """Library versions and the device the numbers were measured on."""
@@ -221,7 +205,7 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
             else:
                 os.environ[k] = v
     target = results_dir / stem
-    _swap_into_place(staging, target)
+    replace_dir(staging, target)
     return target
 
 
@@ -240,17 +224,6 @@ def _failing_cell(executed: Path, err) -> str:
     except Exception:  # the message must never hide the original failure
         pass
     return f"execution count {err.exec_count}"
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Replace directory ``target`` by ``new`` with renames, never leaving neither."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def render_html(executed: Path, html_path: Path) -> None:
