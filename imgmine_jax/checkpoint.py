@@ -134,3 +134,99 @@ def load_model(path: str | os.PathLike, expect_architecture: str | None = None) 
     nnx.update(model, state)
     model.eval()
     return model, meta
+
+
+# --------------------------------------------------------------------------- resumable training
+
+def _leaves_with_names(tree) -> list[tuple[str, Any]]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
+
+
+def _to_storable(leaf) -> np.ndarray:
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)   # typed PRNG keys are stored as their raw bits
+    return np.asarray(leaf)
+
+
+def save_training(directory: str | os.PathLike, epoch: int, state, progress: dict[str, Any],
+                  keep: int = 2) -> Path:
+    """Save a complete training state (any pytree, e.g. ``Trainer.state`` and the best weights)
+    as ``directory/epoch-NNNN`` with a ``progress.json``; keep the newest ``keep`` of them.
+
+    Written to a temporary sibling and renamed into place: a crash leaves the previous
+    complete checkpoint as the newest.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{target.name}.tmp-"))
+    try:
+        arrays = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(_leaves_with_names(state))}
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / "state", arrays)
+            ckptr.wait_until_finished()
+        names = [name for name, _ in _leaves_with_names(state)]
+        doc = {"format": 1, "epoch": epoch, "leaves": names, "progress": progress}
+        (tmp / "progress.json").write_text(json.dumps(doc, default=_json_default) + "\n")
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in sorted(directory.glob("epoch-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _json_default(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in progress.json")
+
+
+def latest_training(directory: str | os.PathLike) -> Path | None:
+    """The newest complete ``epoch-NNNN`` checkpoint under ``directory``, or None."""
+    directory = Path(directory)
+    complete = [p for p in sorted(directory.glob("epoch-*"))
+                if (p / "progress.json").exists() and (p / "state").is_dir()]
+    return complete[-1] if complete else None
+
+
+def restore_training(path: str | os.PathLike, like) -> tuple[Any, dict[str, Any]]:
+    """Load a training checkpoint into a pytree shaped like ``like``; returns ``(state, progress)``.
+
+    Refuses (``CheckpointError``) a checkpoint whose arrays do not match ``like``: another
+    architecture, optimiser or configuration.
+    """
+    import orbax.checkpoint as ocp
+
+    path = Path(path)
+    try:
+        doc = json.loads((path / "progress.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"training checkpoint {path} is unreadable: {err}") from None
+    named = _leaves_with_names(like)
+    if doc.get("leaves") != [name for name, _ in named]:
+        raise CheckpointError(f"training checkpoint {path} was written for a different model or "
+                              f"optimiser ({len(doc.get('leaves', []))} arrays stored, {len(named)} expected)")
+    template = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(named)}
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            stored = ckptr.restore(path / "state", jax.tree.map(np.zeros_like, template))
+    except Exception as err:
+        raise CheckpointError(f"training checkpoint {path}/state is corrupt or does not match: {err}") from None
+    leaves = []
+    for i, (_, leaf) in enumerate(named):
+        value = stored[f"{i:05d}"]
+        if value.shape != template[f"{i:05d}"].shape:
+            raise CheckpointError(f"training checkpoint {path}: array {i} has shape {value.shape}, "
+                                  f"expected {template[f'{i:05d}'].shape}")
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaves.append(jax.random.wrap_key_data(jax.numpy.asarray(value), impl=jax.random.key_impl(leaf)))
+        else:
+            leaves.append(jax.numpy.asarray(value, dtype=leaf.dtype))
+    return jax.tree.unflatten(jax.tree.structure(like), leaves), doc["progress"]

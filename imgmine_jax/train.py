@@ -13,7 +13,9 @@ the metrics summed over an evaluation batch. :func:`fit` is the same loop for al
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from typing import Any, Callable, Protocol, Sequence
 
@@ -24,6 +26,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
 
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -214,6 +217,16 @@ def _sum_metrics(sums: dict | None, new: dict) -> dict:
     return new if sums is None else jax.tree.map(jnp.add, sums, new)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; ``step`` is the first such step (0-based)."""
+
+    def __init__(self, step: int, loss: float, checkpoint: str | None = None):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        where = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written"
+        super().__init__(f"non-finite training loss {loss} at step {step}; training stopped ({where}). "
+                         f"Lower the learning rate or check the inputs.")
+
+
 class Trainer:
     """A model, its optimiser and the jitted steps that update them.
 
@@ -249,17 +262,26 @@ class Trainer:
         return peak * (1.0 if self._schedule is None else float(self._schedule(self.step)))
 
     def run_epoch(self, arrays: dict, batch_indices: np.ndarray, progress: tqdm | None = None) -> dict:
-        """One pass over ``batch_indices``; returns the mean of the per-step metrics."""
-        sums = None
+        """One pass over ``batch_indices``; returns the mean of the per-step metrics.
+
+        Raises :class:`NonFiniteLossError` naming the first step whose loss was NaN/inf.
+        """
+        sums, losses = None, []
+        first_step = self.step
         for i, idx in enumerate(batch_indices):
             key = jax.random.fold_in(self._base_key, self.step)
             self.state, metrics = self.train_step(self.state, arrays, idx, key)
             sums = _sum_metrics(sums, metrics)
+            losses.append(metrics["loss"])
             self.step += 1
             if progress is not None:
                 progress.update(1)
                 if i % 50 == 0:
                     progress.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
+        finite = np.isfinite(np.asarray(jax.device_get(losses)))
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise NonFiniteLossError(first_step + bad, float(jax.device_get(losses[bad])))
         return {k: float(v) / len(batch_indices) for k, v in jax.device_get(sums).items()}
 
     def evaluate(self, arrays: dict, batch_size: int = 1000, model_state=None) -> dict:
@@ -308,6 +330,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         val: dict[str, np.ndarray] | None, cfg: TrainConfig, *,
         monitor: str = "val_accuracy", progress: bool = True,
         on_epoch_end: Callable[[dict, Trainer], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
         log: Callable[[str], None] | None = print) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs; keep the weights of the best epoch.
 
@@ -317,7 +340,12 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
       monitor: the history column that picks the best epoch (higher is better for
         ``*accuracy*``, lower otherwise).
       on_epoch_end: called with each history row and the trainer (for figures,
-        checkpoints, early stopping by raising ``StopIteration``).
+        early stopping by raising ``StopIteration``).
+      checkpoint_dir: save the complete training state (weights, optimiser, RNG
+        counters, step, history, best weights) there every ``checkpoint_every`` epochs
+        with Orbax; a rerun with the same configuration resumes from the newest complete
+        checkpoint and ends with bitwise the same weights and history (on CPU) as an
+        uninterrupted run.
 
     Returns a :class:`FitResult`; its history has one row per epoch: train/val loss and
     metrics, learning rate, epoch wall time and training images per second.
@@ -334,14 +362,35 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     best, best_state, best_epoch = None, None, 0
     history: list[dict] = []
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
-    total_time = 0.0
-    for epoch in range(1, cfg.epochs + 1):
+    total_time, start = 0.0, 1
+    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
+    if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
+    latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
+    if latest is not None:
+        (trainer.state, best_state), progress = ckpt_lib.restore_training(
+            latest, (trainer.state, trainer.model_state))
+        if progress["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
+            raise ckpt_lib.CheckpointError(
+                f"{latest} was written by a run with different parameters; resume with the same "
+                f"configuration or use another checkpoint_dir (stored: {progress['fingerprint']}, "
+                f"now: {fingerprint})")
+        history, best, best_epoch = progress["history"], progress["best"], progress["best_epoch"]
+        trainer.step, total_time, start = progress["step"], progress["train_seconds"], progress["epoch"] + 1
+        if log is not None:
+            log(f"resumed from {latest} (epoch {progress['epoch']}, step {trainer.step})")
+    for epoch in range(start, cfg.epochs + 1):
         lr = trainer.learning_rate()
         t0 = time.perf_counter()
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
-        train_metrics = trainer.run_epoch(train_dev, idx, bar)
-        bar.close()
+        try:
+            train_metrics = trainer.run_epoch(train_dev, idx, bar)
+        except NonFiniteLossError as err:
+            last = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
+            raise NonFiniteLossError(err.step, err.loss, str(last) if last else None) from None
+        finally:
+            bar.close()
         seconds = time.perf_counter() - t0
         total_time += seconds
         row = {"epoch": epoch, "lr": lr, "seconds": seconds,
@@ -358,6 +407,12 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
             best_state = jax.tree.map(jnp.copy, trainer.model_state)
         if log is not None:
             log(format_row(row) + ("  *" if improved else ""))
+        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
+            progress_doc = {"fingerprint": fingerprint, "epoch": epoch, "step": trainer.step,
+                            "history": history, "best": best, "best_epoch": best_epoch,
+                            "train_seconds": total_time}
+            ckpt_lib.save_training(checkpoint_dir, epoch, (trainer.state, best_state),
+                                   json.loads(json.dumps(progress_doc, default=str)))
         if on_epoch_end is not None:
             try:
                 on_epoch_end(row, trainer)

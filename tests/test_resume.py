@@ -1,0 +1,99 @@
+"""Resumable training: a run killed with SIGKILL and rerun ends exactly where an uninterrupted run ends."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgmine_jax import checkpoint, data, models, train
+
+WORKER = Path(__file__).with_name("resume_worker.py")
+
+
+def _run(ckpt, out, kill_after_epoch=None):
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(ckpt), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    if kill_after_epoch is None:
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output.decode()[-3000:]
+        return output.decode()
+    marker = Path(ckpt) / f"epoch-{kill_after_epoch:04d}"
+    deadline = time.time() + 600
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "worker never reached the checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return None
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+    _run(tmp_path / "a", tmp_path / "a.npz")
+    _run(tmp_path / "b", tmp_path / "b.npz", kill_after_epoch=2)
+    assert not (tmp_path / "b.npz").exists(), "the worker finished before it was killed"
+    log = _run(tmp_path / "b", tmp_path / "b.npz")
+    assert "resumed from" in log and "epoch-0002" in log
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert json.loads(str(a["history"])) == json.loads(str(b["history"]))
+    assert len(json.loads(str(a["history"]))) == 5
+    assert int(a["best_epoch"]) == int(b["best_epoch"])
+    names = [k for k in a.files if k not in ("history", "best_epoch")]
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)   # bitwise on CPU
+
+
+def test_resume_with_other_parameters_is_refused(tmp_path, mnist_train):
+    tr = mnist_train.head(400)
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+    cfg = train.TrainConfig(epochs=1, batch_size=50)
+    task = train.Classification(10)
+    train.fit(models.build("seed_cnn", config), task, tr.arrays(), None, cfg, checkpoint_dir=tmp_path,
+              progress=False, log=None)
+    other = train.TrainConfig(epochs=2, batch_size=50, learning_rate=5e-3)
+    with pytest.raises(checkpoint.CheckpointError, match="different parameters"):
+        train.fit(models.build("seed_cnn", config), task, tr.arrays(), None, other, checkpoint_dir=tmp_path,
+                  progress=False, log=None)
+    with pytest.raises(checkpoint.CheckpointError, match="different model or optimiser"):
+        train.fit(models.build("resnet", models.classifier_config("resnet", 10, (28, 28, 1))), task,
+                  tr.arrays(), None, cfg, checkpoint_dir=tmp_path, progress=False, log=None)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path, mnist_train):
+    import jax
+    import jax.numpy as jnp
+
+    tr = mnist_train.head(400)
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+    cfg = train.TrainConfig(epochs=3, batch_size=50, learning_rate=1e-3)
+
+    def poison_after_first_epoch(row, trainer):     # what a diverging update would leave behind
+        if row["epoch"] == 1:
+            nan = lambda x: x * jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else x
+            trainer.state = jax.tree.map(nan, trainer.state)
+
+    with pytest.raises(train.NonFiniteLossError,
+                       match=r"non-finite training loss nan at step 8; .*last good checkpoint is .*epoch-0001"):
+        train.fit(models.build("seed_cnn", config), train.Classification(10), tr.arrays(), None, cfg,
+                  checkpoint_dir=tmp_path, on_epoch_end=poison_after_first_epoch, progress=False, log=None)
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0001"]
+    state, progress = checkpoint.restore_training(
+        tmp_path / "epoch-0001", _like(config, cfg, tr))
+    assert progress["epoch"] == 1 and progress["step"] == 8
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state)
+               if jnp.issubdtype(leaf.dtype, jnp.floating))
+
+
+def _like(config, cfg, tr):
+    """A (state, best weights) pytree of the shape fit() checkpoints for this setup."""
+    trainer = train.Trainer(models.build("seed_cnn", config), train.Classification(10),
+                            train.make_optimizer(cfg, len(tr) // cfg.batch_size))
+    return trainer.state, trainer.model_state
