@@ -37,6 +37,7 @@ from imgmine_jax.files import atomic_write_bytes, replace_dir
 PROFILES = ("quick", "full")
 OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
 PROFILE_ENV = "IMGMINE_PROFILE"
+PROGRESS_ENV = "IMGMINE_PROGRESS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 RESULTS_DIR = REPO_ROOT / "results"
@@ -182,9 +183,10 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
     staging.chmod(0o755)
     executed = staging / f"{stem}.ipynb"
-    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV)}
+    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV, PROGRESS_ENV)}
     os.environ[OUTPUT_ENV] = str(staging)
     os.environ[PROFILE_ENV] = profile
+    os.environ[PROGRESS_ENV] = "0"   # progress bars would flood the rendered notebook
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"profile": profile, **(parameters or {})},
                             cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,

@@ -328,7 +328,7 @@ class FitResult:
 
 def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         val: dict[str, np.ndarray] | None, cfg: TrainConfig, *,
-        monitor: str = "val_accuracy", progress: bool = True,
+        monitor: str = "val_accuracy", progress: bool | None = None,
         on_epoch_end: Callable[[dict, Trainer], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
         log: Callable[[str], None] | None = print) -> FitResult:
@@ -339,6 +339,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         the device once. ``val`` may be None (then the last epoch is kept).
       monitor: the history column that picks the best epoch (higher is better for
         ``*accuracy*``, lower otherwise).
+      progress: show a tqdm bar per epoch; default: yes, unless ``$IMGMINE_PROGRESS=0``
+        (the notebook runner sets it, so rendered results keep only the epoch lines).
       on_epoch_end: called with each history row and the trainer (for figures,
         early stopping by raising ``StopIteration``).
       checkpoint_dir: save the complete training state (weights, optimiser, RNG
@@ -353,6 +355,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     n = len(next(iter(train.values())))
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
+    progress = show_progress(progress)
     steps = n // cfg.batch_size
     tx = make_optimizer(cfg, steps)
     trainer = Trainer(model, task, tx, seed=cfg.seed, schedule=lr_schedule(cfg, steps))
@@ -423,6 +426,11 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
                      train_seconds=total_time, trainer=trainer)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """Explicit choice, else on unless ``$IMGMINE_PROGRESS`` is ``0``."""
+    return os.environ.get("IMGMINE_PROGRESS", "1") != "0" if progress is None else bool(progress)
+
+
 def format_row(row: dict) -> str:
     """One line per epoch: ``epoch 3  train_loss 0.0412  val_accuracy 0.9921 ...``."""
     parts = [f"epoch {row['epoch']:>3}"]
@@ -480,7 +488,7 @@ class SweepResult:
 
 def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
           cfg: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[int], *,
-          progress: bool = True, log: Callable[[str], None] | None = print) -> SweepResult:
+          progress: bool | None = None, log: Callable[[str], None] | None = print) -> SweepResult:
     """Train one model per ``(learning_rate, seed)`` pair *together*, in one compiled program.
 
     Every member is built by ``make_model(nnx.Rngs(seed))`` and trained with ``cfg``
@@ -490,6 +498,7 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     augmentation draws come from ``cfg.seed`` and are shared. So member ``i`` is
     exactly ``fit(make_model(nnx.Rngs(seeds[i])), ..., replace(cfg, learning_rate=lrs[i]))``.
     """
+    progress = show_progress(progress)
     lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
     member_seeds = np.array([s for _ in learning_rates for s in seeds], dtype=np.uint32)
     if len(lrs) == 0 or np.any(lrs <= 0):
