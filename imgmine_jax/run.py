@@ -193,6 +193,7 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
                             log_output=False, execution_timeout=timeout)
         if not (staging / "metrics.json").exists():
             raise NotebookFailed(f"{stem} ran but wrote no metrics.json (it must call report.write())")
+        relativize_paths(executed, {str(staging): f"results/{stem}", str(REPO_ROOT) + os.sep: ""})
         render_html(executed, staging / f"{stem}.html")
     except BaseException as err:
         where = _failing_cell(executed, err) if isinstance(err, pm.PapermillExecutionError) else ""
@@ -226,6 +227,15 @@ def _failing_cell(executed: Path, err) -> str:
     except Exception:  # the message must never hide the original failure
         pass
     return f"execution count {err.exec_count}"
+
+
+def relativize_paths(executed: Path, replacements: dict[str, str]) -> None:
+    """Rewrite absolute paths of this machine (papermill metadata, printed paths) in an
+    executed notebook, so rendered results are the same wherever they were produced."""
+    text = executed.read_text()
+    for old, new in replacements.items():
+        text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+    atomic_write_bytes(executed, text.encode())
 
 
 def render_html(executed: Path, html_path: Path) -> None:

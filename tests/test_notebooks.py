@@ -40,6 +40,8 @@ def test_notebook_runs_in_quick_profile(notebook, tmp_path):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'profile = "quick"' in injected[0].source
     assert (target / f"{notebook.stem}.html").stat().st_size > 10_000
+    text = (target / f"{notebook.stem}.ipynb").read_text()
+    assert str(tmp_path) not in text and str(run.REPO_ROOT) not in text, "machine paths in rendered results"
     figures = sorted((target / "figures").glob("*.png"))
     assert figures, "every notebook saves at least one figure"
     assert metrics["wall_seconds"] < 180, "the quick profile must stay under 3 minutes"
