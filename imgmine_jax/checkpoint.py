@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from imgmine_jax.files import replace_dir
+from imgmine_jax.files import json_default, replace_dir
 
 ARTIFACTS_ENV = "IMGMINE_ARTIFACTS"
 _SAVED = (nnx.Param, nnx.BatchStat)
@@ -164,13 +164,13 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
     target = directory / f"epoch-{epoch:04d}"
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{target.name}.tmp-"))
     try:
-        arrays = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(_leaves_with_names(state))}
+        named = _leaves_with_names(state)
+        arrays = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(named)}
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(tmp / "state", arrays)
             ckptr.wait_until_finished()
-        names = [name for name, _ in _leaves_with_names(state)]
-        doc = {"format": 1, "epoch": epoch, "leaves": names, "progress": progress}
-        (tmp / "progress.json").write_text(json.dumps(doc, default=_json_default) + "\n")
+        doc = {"format": 1, "epoch": epoch, "leaves": [name for name, _ in named], "progress": progress}
+        (tmp / "progress.json").write_text(json.dumps(doc, default=json_default) + "\n")
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -178,14 +178,6 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
     for old in sorted(directory.glob("epoch-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
-
-
-def _json_default(value):
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in progress.json")
 
 
 def latest_training(directory: str | os.PathLike) -> Path | None:

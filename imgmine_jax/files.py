@@ -24,6 +24,17 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
+def json_default(value):
+    """``json.dumps(default=...)`` for numpy scalars and arrays; anything else is an error."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store a {type(value).__name__} in JSON: {value!r}")
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put directory ``new`` at ``target`` with renames; the old ``target`` is deleted only after.
 

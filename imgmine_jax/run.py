@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imgmine_jax import checkpoint as _ckpt
-from imgmine_jax.files import atomic_write_bytes, replace_dir
+from imgmine_jax.files import atomic_write_bytes, json_default, replace_dir
 
 PROFILES = ("quick", "full")
 OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
@@ -131,18 +131,8 @@ class Report:
             "metrics": self.metrics, "key_figures": self.key_figures,
         }
         path = self.dir / "metrics.json"
-        atomic_write_bytes(path, (json.dumps(doc, indent=2, default=_jsonable) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(doc, indent=2, default=json_default) + "\n").encode())
         return path
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"metrics.json cannot hold a {type(value).__name__}: {value!r}")
 
 
 def check_profile(profile: str) -> str:

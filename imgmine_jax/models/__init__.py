@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 from flax import nnx
 
 from imgmine_jax.models.cnn import ResNet, SeedCNN
@@ -34,7 +35,7 @@ def build(name: str, config: dict[str, Any], seed: int = 0) -> nnx.Module:
 
 def count_params(model: nnx.Module) -> int:
     """Number of trainable parameters."""
-    return sum(p.size for p in __import__("jax").tree.leaves(nnx.state(model, nnx.Param)))
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 __all__ = ["REGISTRY", "ResNet", "SeedCNN", "build", "classifier_config", "count_params"]
