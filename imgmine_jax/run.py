@@ -20,6 +20,7 @@ experiment in JupyterLab never overwrites the committed full-profile results.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as _dt
 import json
 import os
@@ -163,12 +164,67 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values assigned in a notebook's cell tagged ``parameters``."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{Path(notebook).name}: expected one cell tagged 'parameters', found {len(tagged)}")
+    source = "".join(tagged[0]["source"])
+    defaults = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                defaults[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                defaults[node.targets[0].id] = None   # an expression: accept any override
+    return defaults
+
+
+def _type_name(value) -> str:
+    return "list" if isinstance(value, (list, tuple)) else type(value).__name__
+
+
+def _compatible(default, value) -> bool:
+    """Same kind of value as the default: numbers stay numbers, ints stay ints, lists stay lists."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
+    """Refuse overrides the notebook does not define, or of another type than its default.
+
+    Papermill would silently add an unknown name (a typo like ``epoch=3`` would change
+    nothing) and pass a string where a number is expected; both fail here instead.
+    """
+    defaults = notebook_parameters(notebook)
+    for name, value in parameters.items():
+        if name not in defaults:
+            raise ValueError(f"notebook {Path(notebook).stem} has no parameter {name!r}; "
+                             f"expected one of {sorted(defaults)}")
+        if not _compatible(defaults[name], value):
+            raise ValueError(f"parameter {name}={value!r} of {Path(notebook).stem} must be a "
+                             f"{_type_name(defaults[name])} like its default {defaults[name]!r}; "
+                             f"got a {_type_name(value)}")
+
+
 def run_notebook(notebook: Path, results_dir: Path, profile: str,
                  parameters: dict[str, Any] | None = None, timeout: int | None = None) -> Path:
     """Execute one notebook into ``results_dir/<stem>/``; on failure leave that directory as it was."""
     import papermill as pm
 
     stem = notebook.stem
+    check_profile(profile)
+    check_parameters(notebook, parameters or {})
     results_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
     staging.chmod(0o755)
@@ -293,12 +349,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     args = parser.parse_args(argv)
     parameters = dict(_parse_param(p) for p in args.parameter)
+    notebooks = find_notebooks(args.notebooks)
+    # A parameter applies to the selected notebooks that define it; one that none defines is a typo.
+    defined = {nb: notebook_parameters(nb) for nb in notebooks}
+    for name in parameters:
+        if not any(name in d for d in defined.values()):
+            raise SystemExit(f"no selected notebook has a parameter {name!r}; "
+                             f"expected one of {sorted(set().union(*defined.values()))}")
+    for nb in notebooks:
+        try:
+            check_parameters(nb, {k: v for k, v in parameters.items() if k in defined[nb]})
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     failures = 0
-    for nb in find_notebooks(args.notebooks):
+    for nb in notebooks:
         t0 = time.perf_counter()
         print(f"[run] {nb.stem} ({args.profile}) ...", flush=True)
         try:
-            target = run_notebook(nb, args.results_dir, args.profile, parameters, args.timeout)
+            target = run_notebook(nb, args.results_dir, args.profile,
+                                  {k: v for k, v in parameters.items() if k in defined[nb]}, args.timeout)
         except NotebookFailed as err:
             failures += 1
             print(f"[run] FAILED {err}; previous results kept", flush=True)

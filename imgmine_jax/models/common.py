@@ -17,9 +17,11 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 def check_images(x, expected_hwc: tuple[int, int, int], *, where: str) -> None:
-    """Raise a clear error if ``x`` is not a float batch of images of shape ``(N, *expected_hwc)``.
+    """Raise a clear error if ``x`` is not a float batch of images of shape ``(N, *expected_hwc)``
+    with values in [-1, 1] (the range of :func:`imgmine_jax.data.normalize`).
 
-    Runs at trace time (shapes and dtypes only), so it costs nothing inside ``jit``.
+    Shapes and dtypes are checked at trace time, so inside ``jit`` this costs nothing; the
+    value range can only be checked on concrete arrays (eager calls), where it is.
     """
     shape = getattr(x, "shape", None)
     if shape is None or len(shape) != 4:
@@ -31,3 +33,8 @@ def check_images(x, expected_hwc: tuple[int, int, int], *, where: str) -> None:
     if not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
         raise TypeError(f"{where} expects floating-point images normalised with "
                         f"imgmine_jax.data.normalize; got dtype {x.dtype}")
+    if not isinstance(x, jax.core.Tracer) and x.size:
+        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+            raise ValueError(f"{where} expects images normalised to [-1, 1] with "
+                             f"imgmine_jax.data.normalize; got values in [{lo:g}, {hi:g}]")
