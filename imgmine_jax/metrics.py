@@ -51,3 +51,24 @@ def per_class_markdown(confusion: np.ndarray, class_names) -> str:
     lines.append(f"| **macro average** | {rep['precision'].mean():.4f} | {rep['recall'].mean():.4f} | "
                  f"{rep['f1'].mean():.4f} | {rep['support'].sum()} |")
     return "\n".join(lines)
+
+
+def precision_at_k(neighbor_labels: np.ndarray, query_labels: np.ndarray) -> float:
+    """Mean fraction of each query's retrieved items (``(N, k)`` labels) that share its label."""
+    neighbor_labels, query_labels = np.asarray(neighbor_labels), np.asarray(query_labels)
+    if neighbor_labels.ndim != 2 or len(neighbor_labels) != len(query_labels):
+        raise ValueError(f"expected neighbour labels (N, k) for N={len(query_labels)} queries; "
+                         f"got {neighbor_labels.shape}")
+    return float(np.mean(neighbor_labels == query_labels[:, None]))
+
+
+def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Cluster purity: the fraction of examples in their cluster's majority class."""
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    if labels.shape != clusters.shape:
+        raise ValueError(f"labels {labels.shape} and clusters {clusters.shape} must have one shape")
+    _, cluster_ids = np.unique(clusters, return_inverse=True)
+    _, label_ids = np.unique(labels, return_inverse=True)
+    table = np.zeros((cluster_ids.max() + 1, label_ids.max() + 1), dtype=np.int64)
+    np.add.at(table, (cluster_ids, label_ids), 1)
+    return float(table.max(axis=1).sum() / len(labels))

@@ -189,3 +189,93 @@ def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], *, t
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
     return fig
+
+
+def retrieval_grid(query_images: np.ndarray, query_labels: np.ndarray,
+                   results: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str], *,
+                   title: str, size: float = 0.9) -> plt.Figure:
+    """Queries and their top-k neighbours, one row per query and search space.
+
+    ``results`` maps a space name to ``(neighbour_images (Q, k, H, W[, C]), neighbour_labels (Q, k))``.
+    Neighbours of another class than the query are framed and captioned in red.
+    """
+    queries = _as_display(query_images)
+    spaces = list(results)
+    k = next(iter(results.values()))[1].shape[1]
+    nrows = len(queries) * len(spaces)
+    fig, axes = plt.subplots(nrows, k + 2, figsize=((k + 2) * size, nrows * size * 1.05 + 0.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 0.9] + [1] * k})
+    for q in range(len(queries)):
+        for s, space in enumerate(spaces):
+            row = axes[q * len(spaces) + s]
+            images, labels = results[space]
+            shown = _as_display(images[q])
+            for ax in row:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if s == 0:
+                row[0].imshow(queries[q], cmap="gray", vmin=0, vmax=1)
+                row[0].set_title(f"query: {class_names[query_labels[q]]}", fontsize=7)
+            else:
+                row[0].axis("off")
+            row[1].axis("off")
+            row[1].text(0.95, 0.5, space, fontsize=7, ha="right", va="center", transform=row[1].transAxes)
+            for j in range(k):
+                ax = row[j + 2]
+                ax.imshow(shown[j], cmap="gray", vmin=0, vmax=1)
+                wrong = labels[q, j] != query_labels[q]
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:red" if wrong else "0.8")
+                    spine.set_linewidth(2.0 if wrong else 0.5)
+                if wrong:
+                    ax.set_title(class_names[labels[q, j]], fontsize=6, color="tab:red", pad=2)
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.45 / (nrows * size * 1.05 + 0.6),
+                        wspace=0.08, hspace=0.35)
+    return fig
+
+
+def labelled_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, title: str,
+                 xlabel: str, ylabel: str, highlight: Sequence[int] = (), images: np.ndarray | None = None,
+                 captions: Sequence[str] | None = None) -> plt.Figure:
+    """A 2-D map coloured by class, with the ``highlight`` points ringed and shown as captioned thumbnails."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage, TextArea, VPacker
+
+    points, labels = np.asarray(points), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    for c, name in enumerate(class_names):
+        sel = labels == c
+        ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.5, label=name, color=plt.cm.tab10(c % 10))
+    # class names at their medians, so the map reads without the legend
+    for c, name in enumerate(class_names):
+        sel = labels == c
+        if sel.any():
+            x, y = np.median(points[sel], axis=0)
+            ax.text(x, y, name, fontsize=8, weight="bold", ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": plt.cm.tab10(c % 10), "alpha": 0.8})
+    highlight = list(highlight)
+    if highlight:
+        ax.scatter(points[highlight, 0], points[highlight, 1], s=60, facecolors="none", edgecolors="black",
+                   linewidths=1.2, zorder=3)
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        centre, span = (lo + hi) / 2, (hi - lo)
+        shown = _as_display(images[highlight]) if images is not None else None
+        for n, i in enumerate(highlight):
+            # thumbnails sit on a ring around the map, placed by the point's direction from the centre
+            direction = points[i] - centre
+            direction = direction / (np.linalg.norm(direction) + 1e-9)
+            box = [TextArea(captions[n] if captions is not None else class_names[labels[i]],
+                            textprops={"fontsize": 7})]
+            if shown is not None:
+                box.insert(0, OffsetImage(shown[n], cmap="gray", zoom=1.0))
+            ab = AnnotationBbox(VPacker(children=box, align="center", pad=0, sep=1), points[i],
+                                xybox=tuple(centre + direction * span * 0.62), xycoords="data",
+                                arrowprops={"arrowstyle": "-", "color": "0.3", "lw": 0.7},
+                                bboxprops={"ec": "0.5", "lw": 0.5}, annotation_clip=False)
+            ax.add_artist(ab)
+        ax.set_xlim(lo[0] - 0.35 * span[0], hi[0] + 0.35 * span[0])
+        ax.set_ylim(lo[1] - 0.35 * span[1], hi[1] + 0.35 * span[1])
+    ax.legend(markerscale=4, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
