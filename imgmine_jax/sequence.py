@@ -1,0 +1,217 @@
+"""Training tasks and evaluation for the sequence models of notebook 02.
+
+Two :class:`imgmine_jax.train.Task` implementations, trained by the same
+:func:`imgmine_jax.train.fit` loop as the CNNs (row-by-row recognition needs no new
+task: :class:`imgmine_jax.train.Classification` trains a
+:class:`~imgmine_jax.models.rnn.RowClassifier` as it is):
+
+* :class:`RowCompletion` -- next-row prediction on digit images (teacher forcing,
+  binary cross-entropy per pixel); validation also runs the free-running completion
+  of the bottom rows from the top ones.
+* :class:`NextFrames` -- future-frame prediction on Moving MNIST; the frames are
+  rendered inside the jitted step from the compact ``{"digits", "positions"}``
+  arrays (:func:`imgmine_jax.moving_mnist.render`).
+
+Plus jitted, batched evaluation: accuracy after each row, completions, predicted
+frames, and the per-horizon errors of a model and of the baselines.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from imgmine_jax import data as data_lib
+from imgmine_jax import moving_mnist
+
+# --------------------------------------------------------------------------- row completion
+
+
+def image_rows(images: jax.Array) -> jax.Array:
+    """uint8 ``(N, H, W, 1)`` -> float rows ``(N, H, W)`` in [0, 1]."""
+    return images[..., 0].astype(jnp.float32) / 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RowCompletion:
+    """Next-row prediction on ``{"image": uint8 (N, H, W, 1)}`` batches.
+
+    Training: rows ``1..H-1`` in, rows ``2..H`` as targets, sigmoid cross-entropy per
+    pixel. Validation: the same loss, plus ``completion_mse`` -- the mean squared
+    error per pixel (in [0, 1]) of the bottom ``H - given_rows`` rows when the model
+    completes them from the top ``given_rows`` feeding back its own predictions.
+    """
+
+    given_rows: int = 14
+
+    def loss(self, model, batch, key):
+        rows = image_rows(batch["image"])
+        logits = model(rows[:, :-1])
+        loss = optax.sigmoid_binary_cross_entropy(logits, rows[:, 1:]).mean()
+        return loss, {"loss": loss}
+
+    def eval_sums(self, model, batch, mask):
+        rows = image_rows(batch["image"])
+        bce = optax.sigmoid_binary_cross_entropy(model(rows[:, :-1]), rows[:, 1:]).mean(axis=(1, 2))
+        done = model.complete(rows[:, :self.given_rows], rows.shape[1] - self.given_rows)
+        mse = ((done - rows[:, self.given_rows:]) ** 2).mean(axis=(1, 2))
+        return {"loss": jnp.sum(bce * mask), "completion_mse": jnp.sum(mse * mask)}
+
+
+def complete_images(model: nnx.Module, images: np.ndarray, given_rows: int = 14,
+                    batch_size: int = 1000) -> np.ndarray:
+    """The model's completions of uint8 images ``(N, H, W, 1)`` from their top ``given_rows``.
+
+    Returns float ``(N, H, W)`` in [0, 1]: the given rows, then the predicted ones.
+    """
+    def fn(m, x):
+        rows = image_rows(x)
+        done = m.complete(rows[:, :given_rows], rows.shape[1] - given_rows)
+        return jnp.concatenate([rows[:, :given_rows], done], axis=1)
+
+    return _batched(model, fn, images, batch_size)
+
+
+def completion_baselines(train_images: np.ndarray, train_labels: np.ndarray, images: np.ndarray,
+                         labels: np.ndarray, given_rows: int = 14) -> dict[str, np.ndarray]:
+    """The two reference completions of ``images`` (float ``(N, H, W)`` in [0, 1]).
+
+    * ``repeat_last_row``: the last given row copied into every missing row;
+    * ``class_mean``: the bottom of the mean *training* image of the digit's true class
+      -- an oracle that is told the label.
+    """
+    rows = np.asarray(images[..., 0], np.float32) / 255.0
+    repeat = rows.copy()
+    repeat[:, given_rows:] = rows[:, given_rows - 1:given_rows]
+    train_rows = np.asarray(train_images[..., 0], np.float32) / 255.0
+    means = np.stack([train_rows[train_labels == c].mean(0) for c in range(int(train_labels.max()) + 1)])
+    class_mean = rows.copy()
+    class_mean[:, given_rows:] = means[labels][:, given_rows:]
+    return {"repeat_last_row": repeat, "class_mean": class_mean}
+
+
+def completion_errors(completed: np.ndarray, images: np.ndarray, given_rows: int = 14) -> dict[str, float]:
+    """Mean squared and absolute error per missing pixel (values in [0, 1])."""
+    truth = np.asarray(images[..., 0], np.float32)[:, given_rows:] / 255.0
+    diff = np.asarray(completed)[:, given_rows:] - truth
+    return {"mse": float(np.mean(diff ** 2)), "mae": float(np.mean(np.abs(diff)))}
+
+
+# --------------------------------------------------------------------------- next frames
+
+def frame_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Per-frame squared error summed over the pixels, ``(..., T)`` for ``(..., T, H, W[, 1])``.
+
+    Frames in [0, 1]; the convention of the ConvLSTM and PredRNN papers (their reported
+    "MSE per frame"), averaged over sequences by the caller.
+    """
+    axes = tuple(range(pred.ndim - (3 if pred.shape[-1] == 1 else 2), pred.ndim))
+    return jnp.sum((pred - target) ** 2, axis=axes)
+
+
+@dataclasses.dataclass(frozen=True)
+class NextFrames:
+    """Predict frames ``observed+1..T`` of Moving MNIST from frames ``1..observed``.
+
+    Batches are ``{"digits", "positions"}`` (:meth:`MovingMnist.arrays`); frames are
+    rendered in the step. Loss: sigmoid cross-entropy per pixel (its minimiser is the
+    same per-pixel mean as the squared error's, with better gradients on the black
+    background). Validation reports ``mse``, the per-frame MSE averaged over the
+    predicted frames.
+    """
+
+    observed: int = moving_mnist.NUM_OBSERVED
+    canvas: int = moving_mnist.CANVAS
+
+    def split(self, batch):
+        frames = moving_mnist.render(batch["digits"], batch["positions"], self.canvas)
+        return frames[:, :self.observed], frames[:, self.observed:]
+
+    def loss(self, model, batch, key):
+        inputs, targets = self.split(batch)
+        logits = model(inputs)
+        loss = optax.sigmoid_binary_cross_entropy(logits, targets).mean()
+        mse = frame_mse(nnx.sigmoid(logits), targets).mean()
+        return loss, {"loss": loss, "mse": mse}
+
+    def eval_sums(self, model, batch, mask):
+        inputs, targets = self.split(batch)
+        logits = model(inputs)
+        bce = optax.sigmoid_binary_cross_entropy(logits, targets).mean(axis=(1, 2, 3, 4))
+        mse = frame_mse(nnx.sigmoid(logits), targets).mean(axis=1)
+        return {"loss": jnp.sum(bce * mask), "mse": jnp.sum(mse * mask)}
+
+
+def predict_frames(model: nnx.Module, observed: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    """Predicted future frames, float ``(N, F, S, S)`` in [0, 1], from uint8 observed ``(N, T, S, S)``."""
+    fn = lambda m, x: nnx.sigmoid(m(x[..., None].astype(jnp.float32) / 255.0))[..., 0]
+    return _batched(model, fn, observed, batch_size)
+
+
+def horizon_errors(pred: np.ndarray, target: np.ndarray, ssim_fn: Callable | None = None) -> dict[str, np.ndarray]:
+    """Per-horizon ``mse`` (per-frame sum of squares, averaged over sequences) and ``ssim``.
+
+    ``pred`` and ``target`` are float ``(N, F, S, S)`` in [0, 1]; returns arrays of length F.
+    """
+    from imgmine_jax import metrics
+
+    pred, target = np.asarray(pred, np.float32), np.asarray(target, np.float32)
+    if pred.shape != target.shape:
+        raise ValueError(f"predictions {pred.shape} and targets {target.shape} must have one shape")
+    mse = np.asarray(frame_mse(jnp.asarray(pred), jnp.asarray(target))).mean(0)
+    n, f = pred.shape[:2]
+    ssim = (ssim_fn or metrics.ssim)(pred.reshape(n * f, *pred.shape[2:]),
+                                     target.reshape(n * f, *target.shape[2:])).reshape(n, f).mean(0)
+    return {"mse": mse, "ssim": ssim}
+
+
+def frame_baselines(observed: np.ndarray, mean_frame: np.ndarray, future: int) -> dict[str, np.ndarray]:
+    """Reference predictions ``(N, future, S, S)`` in [0, 1] from uint8 observed frames.
+
+    * ``copy_last``: the last observed frame, repeated;
+    * ``mean_frame``: the mean training frame (the best constant under squared error).
+    """
+    last = np.asarray(observed[:, -1:], np.float32) / 255.0
+    n = len(observed)
+    return {"copy_last": np.repeat(last, future, axis=1),
+            "mean_frame": np.broadcast_to(mean_frame, (n, future) + mean_frame.shape).astype(np.float32)}
+
+
+def mean_frame(sequences: moving_mnist.MovingMnist, batch_size: int = 500) -> np.ndarray:
+    """The pixel-wise mean over all frames of ``sequences``, float ``(S, S)`` in [0, 1]."""
+    render = jax.jit(lambda d, p: moving_mnist.render(d, p, sequences.canvas).sum(axis=(0, 1)))
+    total = np.zeros((sequences.canvas, sequences.canvas, 1), np.float64)
+    for start in range(0, len(sequences), batch_size):
+        part = sequences.take(slice(start, start + batch_size))
+        total += np.asarray(render(part.digits, part.positions), np.float64)
+    return (total / (len(sequences) * sequences.num_frames))[..., 0].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _batched(model: nnx.Module, fn: Callable, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """``fn(model, batch)`` in eval mode over ``inputs`` in batches of one shape, jitted once."""
+    inputs = np.asarray(inputs)
+    model.eval()
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def apply(state, x):
+        return fn(nnx.merge(graphdef, state), x)
+
+    idx, _ = data_lib.eval_batches(len(inputs), min(batch_size, len(inputs)))
+    outs = [np.asarray(apply(state, inputs[i])) for i in idx]
+    return np.concatenate(outs)[: len(inputs)]
+
+
+def accuracy_after_each_row(model: nnx.Module, images: np.ndarray, labels: np.ndarray,
+                            batch_size: int = 1000) -> np.ndarray:
+    """Test accuracy of a row classifier after reading ``k = 1..H`` rows, ``(H,)``."""
+    fn = lambda m, x: m.logits_after_each_row(data_lib.normalize(x)).argmax(-1)
+    preds = _batched(model, fn, images, batch_size)
+    return (preds == np.asarray(labels)[:, None]).mean(0)
