@@ -279,3 +279,100 @@ def labelled_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- sequences (notebook 02)
+
+def accuracy_after_rows(curves: dict[str, np.ndarray], *, title: str) -> plt.Figure:
+    """Test accuracy after reading the top k rows, one line per model."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, acc in curves.items():
+        acc = np.asarray(acc)
+        ax.plot(np.arange(1, len(acc) + 1), acc, "-o", ms=3, label=name)
+    ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance")
+    ax.set(title=title, xlabel="rows read (k)", ylabel="test accuracy", ylim=(0, 1.01))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def completion_grid(truth: np.ndarray, completions: dict[str, np.ndarray], given_rows: int, *,
+                    title: str) -> plt.Figure:
+    """One column per digit; rows: the real image, then each method's completion.
+
+    A red line marks where the given rows end and the predicted ones begin.
+    """
+    rows = {"real": np.asarray(truth, np.float32), **{k: np.asarray(v) for k, v in completions.items()}}
+    n = len(rows["real"])
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95 + 0.4), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c], cmap="gray", vmin=0, vmax=1)
+            ax.axhline(given_rows - 0.5, color="red", lw=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def frame_strips(observed: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray], *,
+                 title: str, every: int = 1) -> plt.Figure:
+    """For each sequence: observed frames, true future, and each method's predicted future.
+
+    ``observed`` ``(N, T, S, S)``, ``truth`` and every prediction ``(N, F, S, S)``, in
+    [0, 1] or uint8. Every ``every``-th frame is shown.
+    """
+    def show(x):
+        x = np.asarray(x)
+        return x / 255.0 if x.dtype == np.uint8 else x
+
+    n = len(observed)
+    strips = []
+    for i in range(n):
+        strips.append((f"#{i + 1} observed", show(observed[i])[::every]))
+        strips.append(("true future", show(truth[i])[::every]))
+        for name, pred in predictions.items():
+            strips.append((name, show(pred[i])[::every]))
+    ncols = max(len(s) for _, s in strips)
+    fig, axes = plt.subplots(len(strips), ncols, figsize=(ncols * 0.85, len(strips) * 0.9 + 0.4),
+                             squeeze=False)
+    for r, (name, frames) in enumerate(strips):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(frames):
+                ax.imshow(frames[c], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def horizon_curves(series: dict[str, dict[str, np.ndarray]], *, title: str,
+                   references: dict[str, float] | None = None) -> plt.Figure:
+    """Per-frame MSE and SSIM against the prediction horizon, one line per method.
+
+    ``series[name] = {"mse": (F,), "ssim": (F,)}``; ``references`` are horizontal lines
+    on the MSE panel (e.g. published mean per-frame MSEs).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for name, values in series.items():
+        for ax, key in zip(axes, ("mse", "ssim")):
+            v = np.asarray(values[key])
+            ax.plot(np.arange(1, len(v) + 1), v, "-o", ms=3, label=name)
+    for i, (name, value) in enumerate((references or {}).items()):
+        axes[0].axhline(value, color="gray", lw=0.8, ls=("--", ":", "-.")[i % 3], label=name)
+    axes[0].set(title="MSE per frame (lower is better)", xlabel="horizon (frames ahead)",
+                ylabel="sum of squared errors over 64x64 pixels")
+    axes[1].set(title="SSIM (higher is better)", xlabel="horizon (frames ahead)", ylabel="SSIM")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
