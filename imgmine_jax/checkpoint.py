@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from imgmine_jax.files import json_default, replace_dir
+from imgmine_jax.files import json_default, recover_dir, replace_dir
 
 ARTIFACTS_ENV = "IMGMINE_ARTIFACTS"
 _SAVED = (nnx.Param, nnx.BatchStat)
@@ -81,6 +81,7 @@ def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint, with clear errors for missing or broken ones."""
     path = Path(path)
+    recover_dir(path)
     meta_file = path / "meta.json"
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at {path} (expected a directory with meta.json and state/)")

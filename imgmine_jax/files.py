@@ -38,13 +38,30 @@ def json_default(value):
 def replace_dir(new: Path, target: Path) -> None:
     """Put directory ``new`` at ``target`` with renames; the old ``target`` is deleted only after.
 
-    A crash in between leaves ``target`` or a hidden ``.old-`` sibling holding the previous
-    complete version, never nothing.
+    If moving ``new`` into place fails, the old ``target`` is put back. A crash (SIGKILL)
+    between the two renames leaves the previous version in a hidden ``.old-`` sibling,
+    which :func:`recover_dir` (called by every reader) moves back.
     """
+    new, target = Path(new), Path(target)
     old = None
     if target.exists():
         old = target.with_name(f".old-{target.name}-{os.getpid()}")
         os.replace(target, old)
-    os.replace(new, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Undo a crash inside :func:`replace_dir`: if ``target`` is missing, restore its newest ``.old-`` copy."""
+    target = Path(target)
+    if target.exists():
+        return
+    olds = sorted(target.parent.glob(f".old-{target.name}-*"), key=lambda p: p.stat().st_mtime)
+    if olds:
+        os.replace(olds[-1], target)

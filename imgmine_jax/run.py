@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imgmine_jax import checkpoint as _ckpt
-from imgmine_jax.files import atomic_write_bytes, json_default, replace_dir
+from imgmine_jax.files import atomic_write_bytes, json_default, recover_dir, replace_dir
 
 PROFILES = ("quick", "full")
 OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
@@ -226,6 +226,7 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     check_profile(profile)
     check_parameters(notebook, parameters or {})
     results_dir.mkdir(parents=True, exist_ok=True)
+    recover_dir(results_dir / stem)   # a previous run killed mid-swap left the old results aside
     staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
     staging.chmod(0o755)
     executed = staging / f"{stem}.ipynb"
