@@ -23,12 +23,37 @@ def cnn():
     return models.build("resnet", config, seed=5), train.Classification.from_config(10, cfg), tr, va, cfg
 
 
-FAMILIES = {"cnn": cnn}
+def rnn():
+    """The row-by-row LSTM classifier, two stacked layers."""
+    from imgmine_jax.models.rnn import RowClassifier
+
+    tr, va = data.train_val_split(data.load("mnist", "train").head(1200), 200, seed=0)
+    cfg = train.TrainConfig(epochs=2, batch_size=50, learning_rate=3e-3, seed=5)
+    model = RowClassifier(cell="lstm", hidden=32, num_layers=2, rngs=nnx.Rngs(5))
+    return model, train.Classification(10), tr, va, cfg
+
+
+def convlstm():
+    """The ConvLSTM encoder-forecaster on Moving MNIST sequences rendered on the fly."""
+    from imgmine_jax import moving_mnist, sequence
+    from imgmine_jax.models.rnn import EncoderForecaster
+
+    mnist = data.load("mnist", "train")
+    short = {"num_frames": 6, "num_observed": 3}      # 3 observed, 3 predicted: a quick compile
+    tr = moving_mnist.generate(mnist.head(1000), 24, seed=5, **short)
+    va = moving_mnist.generate(mnist.head(1000), 8, seed=6, **short)
+    cfg = train.TrainConfig(epochs=2, batch_size=8, learning_rate=3e-3, seed=5)
+    model = EncoderForecaster(embed=8, hidden=(8,), future=3, rngs=nnx.Rngs(5))
+    return model, sequence.NextFrames(observed=3), tr, va, cfg
+
+
+FAMILIES = {"cnn": cnn, "rnn": rnn, "convlstm": convlstm}
 
 if __name__ == "__main__":
     family, out = sys.argv[1], sys.argv[2]
     model, task, tr, va, cfg = FAMILIES[family]()
-    result = train.fit(model, task, tr.arrays(), va.arrays(), cfg, progress=False, log=None)
+    result = train.fit(model, task, tr.arrays(), va.arrays(), cfg, progress=False, log=None,
+                       monitor="val_accuracy" if family in ("cnn", "rnn") else "val_loss")
     params = {"/".join(map(str, path)): np.asarray(v.get_value())
               for path, v in nnx.to_flat_state(nnx.state(result.trainer.state, nnx.Param))}
     history = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_sec")} for row in result.history]
