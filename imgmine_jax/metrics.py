@@ -124,3 +124,80 @@ def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 1.0, window: int =
 # MNIST/Fashion-MNIST classifier in place of the ImageNet Inception network. The numbers
 # compare runs of this project with each other; they are NOT comparable with Inception FID
 # or IS reported in papers (other features, other classes, other scale).
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and covariance ``(D, D)`` of a feature matrix ``(N, D)`` (float64)."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"feature_statistics expects at least 2 feature vectors (N, D); got {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The trace of the matrix square root is
+    computed as ``sum(sqrt(eig(S1^(1/2) S2 S1^(1/2))))`` -- a symmetric positive semi-definite
+    matrix with the same eigenvalues as ``S1 S2`` -- so it is real and needs no complex
+    ``sqrtm`` clean-up; tiny negative eigenvalues from rounding are clipped to zero.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"frechet_distance needs means (D,) and covariances (D, D) of one D; got "
+                         f"{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+    w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root1 @ sigma2 @ root1
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(max(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt, 0.0))
+
+
+def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between the Gaussian fits of two feature sets ``(N, D)`` and ``(M, D)``."""
+    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+
+
+def inception_score(probs: np.ndarray, splits: int = 1) -> float:
+    """``exp(E_x KL(p(y|x) || p(y)))`` from class probabilities ``(N, K)``; mean over ``splits``.
+
+    1 for identical predictions (e.g. uniform); K for confident predictions spread evenly
+    over K classes. ``p(y)`` is the mean prediction within each split.
+    """
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 2 or len(probs) < splits or not np.all(np.isfinite(probs)):
+        raise ValueError(f"inception_score expects finite probabilities (N, K) with N >= splits={splits}; "
+                         f"got shape {probs.shape}")
+    if np.any(probs < 0) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("inception_score expects rows of probabilities (non-negative, summing to 1); "
+                         "apply a softmax to logits first")
+    scores = []
+    for part in np.array_split(probs, splits):
+        marginal = part.mean(axis=0, keepdims=True)
+        kl = np.sum(part * (np.log(part + 1e-12) - np.log(marginal + 1e-12)), axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 10.0)) -> float:
+    """Temperature scaling (Guo et al., 2017): the ``T`` minimising the NLL of ``softmax(logits / T)``.
+
+    Fit on held-out labelled data. A classifier trained with label smoothing is deliberately
+    under-confident (probabilities capped near ``1 - smoothing``), which caps its Inception
+    Score far below the number of classes even on real data; calibrated probabilities
+    restore the score's meaning (confident and correct -> near K on real data).
+    """
+    from scipy.optimize import minimize_scalar
+
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != (len(logits),):
+        raise ValueError(f"fit_temperature expects logits (N, K) and labels (N,); got {logits.shape}, {labels.shape}")
+
+    def nll(log_t):
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), labels]))
+
+    res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))

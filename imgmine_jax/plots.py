@@ -376,3 +376,100 @@ def horizon_curves(series: dict[str, dict[str, np.ndarray]], *, title: str,
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+def gan_curves(history: list[dict], *, title: str, reference_fid: float | None = None,
+               real_is: float | None = None) -> plt.Figure:
+    """A GAN's training per epoch: D and G losses, mean D(x) and D(G(z)), classifier FID and IS."""
+    epochs = [r["epoch"] for r in history]
+    col = lambda k: [r[k] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].plot(epochs, col("train_d_loss"), "-o", ms=3, label="discriminator")
+    axes[0].plot(epochs, col("train_g_loss"), "-s", ms=3, label="generator")
+    axes[0].set(xlabel="epoch", ylabel="mean loss (non-saturating)", title="losses")
+    axes[0].legend()
+    axes[1].plot(epochs, col("train_d_real"), "-o", ms=3, label="D(x), real")
+    axes[1].plot(epochs, col("train_d_fake"), "-s", ms=3, label="D(G(z)), generated")
+    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
+    axes[1].set(xlabel="epoch", ylabel="mean discriminator output", title="discriminator outputs", ylim=(0, 1))
+    axes[1].legend()
+    if "fid" in history[0]:
+        ax = axes[2]
+        ax.plot(epochs, col("fid"), "-o", ms=3, color="tab:red", label="classifier FID")
+        if reference_fid is not None:
+            ax.axhline(reference_fid, color="tab:red", ls="--", lw=0.8, label="real vs real FID")
+        ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel="classifier FID (log scale)", title="sample quality")
+        ax2 = ax.twinx()
+        ax2.plot(epochs, col("is"), "-s", ms=3, color="tab:blue", label="classifier IS")
+        if real_is is not None:
+            ax2.axhline(real_is, color="tab:blue", ls="--", lw=0.8, label="real test IS")
+        ax2.set_ylabel("classifier Inception Score")
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def tile(images: np.ndarray, ncols: int, pad: int = 2, value: int = 255) -> np.ndarray:
+    """uint8 images ``(N, H, W[, 1])`` -> one uint8 mosaic ``(rows*(H+pad)+pad, ncols*(W+pad)+pad)``."""
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[..., 0]
+    n, h, w = images.shape
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), value, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    return out
+
+
+def animated_grid(frames: Sequence[np.ndarray], captions: Sequence[str], *, ncols: int = 8,
+                  scale: int = 2, seconds_per_frame: float = 0.6) -> bytes:
+    """An animated GIF (bytes) of image grids, one frame per entry of ``frames`` (uint8 ``(N, H, W[, 1])``).
+
+    Digits are drawn white on black as in the data; each frame carries its caption (e.g. the
+    epoch) on a strip at the top. The last frame is held three times as long.
+    """
+    import io
+
+    from PIL import Image, ImageDraw
+
+    if not frames or len(frames) != len(captions):
+        raise ValueError(f"animated_grid needs one caption per frame; got {len(frames)} frames and "
+                         f"{len(captions)} captions")
+    pictures = []
+    for images, caption in zip(frames, captions):
+        mosaic = tile(images, ncols, value=128)
+        img = Image.fromarray(mosaic).resize((mosaic.shape[1] * scale, mosaic.shape[0] * scale), Image.NEAREST)
+        canvas = Image.new("L", (img.width, img.height + 16), 255)
+        canvas.paste(img, (0, 16))
+        ImageDraw.Draw(canvas).text((4, 2), caption, fill=0)
+        pictures.append(canvas.convert("P"))
+    durations = [int(seconds_per_frame * 1000)] * (len(pictures) - 1) + [int(seconds_per_frame * 3000)]
+    buf = io.BytesIO()
+    pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return buf.getvalue()
+
+
+def image_pairs(top: np.ndarray, bottom: np.ndarray, *, title: str, top_label: str, bottom_label: str,
+                captions: Sequence[str] | None = None, size: float = 1.0) -> plt.Figure:
+    """Two aligned rows of images (e.g. generated samples above their nearest training images)."""
+    top, bottom = _as_display(top), _as_display(bottom)
+    n = len(top)
+    fig, axes = plt.subplots(2, n, figsize=(n * size, 2 * size + 0.6), squeeze=False)
+    for i in range(n):
+        for row, imgs in ((0, top), (1, bottom)):
+            ax = axes[row, i]
+            ax.imshow(imgs[i], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if captions is not None:
+            axes[1, i].set_xlabel(captions[i], fontsize=7)
+    axes[0, 0].set_ylabel(top_label, fontsize=8)
+    axes[1, 0].set_ylabel(bottom_label, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -9,6 +9,9 @@ input shape (every training batch has the same shape, see
 What is trained is described by a *task* (:class:`Classification` here; regression
 and GAN tasks live beside their models): how a batch becomes inputs, the loss, and
 the metrics summed over an evaluation batch. :func:`fit` is the same loop for all.
+A task that is not one loss minimised by one optimiser (a GAN: two networks, two
+optimisers, alternating updates) also defines ``make_optimizer`` and ``update``
+(see :class:`Task`); the loop, jit-once steps, checkpoints and resume stay the same.
 """
 from __future__ import annotations
 
@@ -120,6 +123,12 @@ class Task(Protocol):
     def eval_sums(self, model: nnx.Module, batch: dict, mask: jax.Array) -> dict:
         """Metrics *summed* over the unmasked examples of an evaluation batch."""
 
+    # Optional, for tasks that bring their own optimiser(s) and update rule (GANs):
+    #   make_optimizer(model, cfg, steps_per_epoch) -> an nnx.Object holding optimiser state
+    #   update(model, optimizer, batch, key) -> per-batch metrics (must include "loss");
+    #       updates model and optimizer in place (inside the jitted step)
+    #   learning_rate(step) -> float, for the history's "lr" column
+
 
 def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
     """Translate each image by an independent random offset in [-max_shift, max_shift] pixels.
@@ -197,9 +206,12 @@ def train_step_fn(graphdef: nnx.GraphDef, task: Task) -> Callable:
     def step(state, arrays, idx, key):
         model, optimizer = nnx.merge(graphdef, state)
         batch = _gather(arrays, idx)
-        grad_fn = nnx.value_and_grad(lambda m: task.loss(m, batch, key), has_aux=True)
-        (_, metrics), grads = grad_fn(model)
-        optimizer.update(model, grads)
+        if hasattr(task, "update"):
+            metrics = task.update(model, optimizer, batch, key)
+        else:
+            grad_fn = nnx.value_and_grad(lambda m: task.loss(m, batch, key), has_aux=True)
+            (_, metrics), grads = grad_fn(model)
+            optimizer.update(model, grads)
         return nnx.state((model, optimizer)), metrics
 
     return step
@@ -236,10 +248,12 @@ class Trainer:
     actually compiled (the tests assert it stays at one per shape).
     """
 
-    def __init__(self, model: nnx.Module, task: Task, tx: optax.GradientTransformation,
+    def __init__(self, model: nnx.Module, task: Task, tx: optax.GradientTransformation | nnx.Object,
                  seed: int = 0, schedule: optax.Schedule | None = None):
+        """``tx``: an optax transformation (wrapped in ``nnx.Optimizer``), or an optimiser
+        object already built for ``model`` (e.g. ``task.make_optimizer(model, ...)``)."""
         self.task = task
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        optimizer = tx if isinstance(tx, nnx.Object) else nnx.Optimizer(model, tx, wrt=nnx.Param)
         model.train()  # train/eval mode is static graph data: one graphdef for each
         graph_train, self.state = nnx.split((model, optimizer))
         model.eval()
@@ -257,6 +271,8 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The learning rate of the next step (peak rate times the schedule)."""
+        if hasattr(self.task, "learning_rate"):
+            return float(self.task.learning_rate(self.step))
         opt_state = self.state[1]["opt_state"]
         peak = -float(opt_state[3].hyperparams["step_size"].get_value())
         return peak * (1.0 if self._schedule is None else float(self._schedule(self.step)))
@@ -331,14 +347,15 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         monitor: str = "val_accuracy", progress: bool | None = None,
         on_epoch_end: Callable[[dict, Trainer], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
-        log: Callable[[str], None] | None = print) -> FitResult:
+        log: Callable[[str], None] | None = print,
+        epoch_metrics: Callable[[Trainer], dict[str, float]] | None = None) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs; keep the weights of the best epoch.
 
     Args:
       train, val: dicts of equal-length arrays (e.g. ``ImageDataset.arrays()``); put on
         the device once. ``val`` may be None (then the last epoch is kept).
       monitor: the history column that picks the best epoch (higher is better for
-        ``*accuracy*``, lower otherwise).
+        ``*accuracy*``, lower otherwise); None keeps the last epoch.
       progress: show a tqdm bar per epoch; default: yes, unless ``$IMGMINE_PROGRESS=0``
         (the notebook runner sets it, so rendered results keep only the epoch lines).
       on_epoch_end: called with each history row and the trainer (for figures,
@@ -348,6 +365,10 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         with Orbax; a rerun with the same configuration resumes from the newest complete
         checkpoint and ends with bitwise the same weights and history (on CPU) as an
         uninterrupted run.
+      epoch_metrics: called after each epoch's training (and validation) with the trainer;
+        the numbers it returns join that epoch's history row *before* the best epoch is
+        chosen and the checkpoint is written (so ``monitor`` may name one, and a resumed
+        run keeps them). For metrics that are not sums over batches (e.g. a GAN's FID).
 
     Returns a :class:`FitResult`; its history has one row per epoch: train/val loss and
     metrics, learning rate, epoch wall time and training images per second.
@@ -357,11 +378,14 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
     progress = show_progress(progress)
     steps = n // cfg.batch_size
-    tx = make_optimizer(cfg, steps)
-    trainer = Trainer(model, task, tx, seed=cfg.seed, schedule=lr_schedule(cfg, steps))
+    if hasattr(task, "make_optimizer"):
+        trainer = Trainer(model, task, task.make_optimizer(model, cfg, steps), seed=cfg.seed)
+    else:
+        trainer = Trainer(model, task, make_optimizer(cfg, steps), seed=cfg.seed,
+                          schedule=lr_schedule(cfg, steps))
     train_dev = data_lib.to_device(train)
     val_dev = data_lib.to_device(val) if val is not None else None
-    higher_better = "accuracy" in monitor
+    higher_better = monitor is not None and "accuracy" in monitor
     best, best_state, best_epoch = None, None, 0
     history: list[dict] = []
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
@@ -402,9 +426,12 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         if val_dev is not None:
             val_metrics = trainer.evaluate(val_dev, cfg.eval_batch_size)
             row.update({f"val_{k}": float(v) for k, v in val_metrics.items()})
+        if epoch_metrics is not None:
+            row.update({k: float(v) for k, v in epoch_metrics(trainer).items()})
         history.append(row)
-        score = row.get(monitor, row.get("train_loss"))
-        improved = best is None or (score > best if higher_better else score < best)
+        score = epoch if monitor is None else row.get(monitor, row.get("train_loss"))
+        improved = (best is None or monitor is None
+                    or (score > best if higher_better else score < best))
         if improved:
             best, best_epoch = score, epoch
             best_state = jax.tree.map(jnp.copy, trainer.model_state)

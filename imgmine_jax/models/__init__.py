@@ -11,8 +11,9 @@ import jax
 from flax import nnx
 
 from imgmine_jax.models.cnn import ResNet, SeedCNN
+from imgmine_jax.models.gan import GAN
 
-REGISTRY = {"seed_cnn": SeedCNN, "resnet": ResNet}
+REGISTRY = {"seed_cnn": SeedCNN, "resnet": ResNet, "dcgan": GAN}
 
 
 def classifier_config(name: str, num_classes: int, image_shape: tuple[int, int, int],
@@ -38,4 +39,4 @@ def count_params(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-__all__ = ["REGISTRY", "ResNet", "SeedCNN", "build", "classifier_config", "count_params"]
+__all__ = ["GAN", "REGISTRY", "ResNet", "SeedCNN", "build", "classifier_config", "count_params"]
