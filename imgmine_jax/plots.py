@@ -323,32 +323,34 @@ def frame_strips(observed: np.ndarray, truth: np.ndarray, predictions: dict[str,
     """For each sequence: observed frames, true future, and each method's predicted future.
 
     ``observed`` ``(N, T, S, S)``, ``truth`` and every prediction ``(N, F, S, S)``, in
-    [0, 1] or uint8. Every ``every``-th frame is shown.
+    [0, 1] or uint8. Every ``every``-th frame is shown; each strip is one image (frames
+    side by side, separated by a grey line), so the figure stays cheap to draw.
     """
-    def show(x):
+    def strip(x):
         x = np.asarray(x)
-        return x / 255.0 if x.dtype == np.uint8 else x
+        x = (x / 255.0 if x.dtype == np.uint8 else x)[::every]
+        t, s = x.shape[:2]
+        out = np.full((s, t * (s + 2) - 2), 0.5, np.float32)
+        for k in range(t):
+            out[:, k * (s + 2):k * (s + 2) + s] = x[k]
+        return out
 
-    n = len(observed)
     strips = []
-    for i in range(n):
-        strips.append((f"#{i + 1} observed", show(observed[i])[::every]))
-        strips.append(("true future", show(truth[i])[::every]))
+    for i in range(len(observed)):
+        strips.append((f"#{i + 1} observed", strip(observed[i])))
+        strips.append(("true future", strip(truth[i])))
         for name, pred in predictions.items():
-            strips.append((name, show(pred[i])[::every]))
-    ncols = max(len(s) for _, s in strips)
-    fig, axes = plt.subplots(len(strips), ncols, figsize=(ncols * 0.85, len(strips) * 0.9 + 0.4),
-                             squeeze=False)
-    for r, (name, frames) in enumerate(strips):
-        for c in range(ncols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(frames):
-                ax.imshow(frames[c], cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.axis("off")
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+            strips.append((name, strip(pred[i])))
+    width = max(s.shape[1] for _, s in strips)
+    fig, axes = plt.subplots(len(strips), 1, figsize=(width / 64 * 0.85, len(strips) * 0.9 + 0.4), squeeze=False)
+    for ax, (name, image) in zip(axes[:, 0], strips):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=(0, image.shape[1], image.shape[0], 0))
+        ax.set_xlim(0, width)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ("top", "right", "bottom", "left"):
+            ax.spines[side].set_visible(False)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -376,6 +378,7 @@ def horizon_curves(series: dict[str, dict[str, np.ndarray]], *, title: str,
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
 
 def gan_curves(history: list[dict], *, title: str, reference_fid: float | None = None,
                real_is: float | None = None) -> plt.Figure:
