@@ -41,19 +41,32 @@ def image_rows(images: jax.Array) -> jax.Array:
 class RowCompletion:
     """Next-row prediction on ``{"image": uint8 (N, H, W, 1)}`` batches.
 
-    Training: rows ``1..H-1`` in, rows ``2..H`` as targets, sigmoid cross-entropy per
-    pixel. Validation: the same loss, plus ``completion_mse`` -- the mean squared
-    error per pixel (in [0, 1]) of the bottom ``H - given_rows`` rows when the model
-    completes them from the top ``given_rows`` feeding back its own predictions.
+    Training loss, sigmoid cross-entropy per pixel, of two parts:
+
+    * teacher forcing: rows ``1..H-1`` in, rows ``2..H`` as targets;
+    * ``rollout_weight`` x the free-running completion: the model reads the top
+      ``given_rows`` rows and predicts the rest from its own (expected-value)
+      predictions, back-propagated through the whole rollout. Teacher forcing alone
+      never shows the model its own mistakes, and its completions drift.
+
+    Validation adds ``completion_mse``, the mean squared error per pixel (in [0, 1]) of
+    the free-running completion of the bottom ``H - given_rows`` rows.
     """
 
     given_rows: int = 14
+    rollout_weight: float = 1.0
 
     def loss(self, model, batch, key):
         rows = image_rows(batch["image"])
-        logits = model(rows[:, :-1])
-        loss = optax.sigmoid_binary_cross_entropy(logits, rows[:, 1:]).mean()
-        return loss, {"loss": loss}
+        teacher = optax.sigmoid_binary_cross_entropy(model(rows[:, :-1]), rows[:, 1:]).mean()
+        loss = teacher
+        metrics = {"teacher_forced_loss": teacher}
+        if self.rollout_weight:
+            free = model.rollout(rows[:, :self.given_rows], rows.shape[1] - self.given_rows)
+            free_loss = optax.sigmoid_binary_cross_entropy(free, rows[:, self.given_rows:]).mean()
+            loss = loss + self.rollout_weight * free_loss
+            metrics["rollout_loss"] = free_loss
+        return loss, {"loss": loss, **metrics}
 
     def eval_sums(self, model, batch, mask):
         rows = image_rows(batch["image"])

@@ -141,11 +141,12 @@ class RowCompleter(nnx.Module):
         self._check(rows)
         return self.head(self.rnn(rows))
 
-    def complete(self, top: jax.Array, num_rows: int) -> jax.Array:
-        """Continue ``top`` (N, T, W) by ``num_rows`` rows, probabilities in [0, 1].
+    def rollout(self, top: jax.Array, num_rows: int) -> jax.Array:
+        """Logits of ``num_rows`` rows continuing ``top`` (N, T, W), free-running.
 
-        The stack reads ``top``; then each predicted row (the sigmoid of the head, the
-        expected pixel values) is fed back as the next input.
+        The stack reads ``top``; then each predicted row (the sigmoid of the head: the
+        expected pixel values) is fed back as the next input. Differentiable end to end,
+        so the rollout itself can be trained (:class:`imgmine_jax.sequence.RowCompletion`).
         """
         self._check(top)
         carries = []
@@ -153,16 +154,20 @@ class RowCompleter(nnx.Module):
         for layer in self.rnn.layers:
             carry, x = layer(x, return_carry=True)
             carries.append(carry)
-        row = nnx.sigmoid(self.head(x[:, -1]))
-        out = [row]
+        logits = self.head(x[:, -1])
+        out = [logits]
         cells = self.rnn.cells()
         for _ in range(num_rows - 1):
-            h = row
+            h = nnx.sigmoid(logits)
             for i, cell in enumerate(cells):
                 carries[i], h = cell(carries[i], h)
-            row = nnx.sigmoid(self.head(h))
-            out.append(row)
+            logits = self.head(h)
+            out.append(logits)
         return jnp.stack(out, axis=1)
+
+    def complete(self, top: jax.Array, num_rows: int) -> jax.Array:
+        """Continue ``top`` (N, T, W) by ``num_rows`` rows, probabilities in [0, 1] (see :meth:`rollout`)."""
+        return nnx.sigmoid(self.rollout(top, num_rows))
 
 
 # --------------------------------------------------------------------------- video
