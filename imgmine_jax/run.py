@@ -323,6 +323,46 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
     extra = results_dir / "benchmarks.md"
     if extra.exists():
         lines += ["", extra.read_text().rstrip()]
+    bench_file = results_dir / "benchmarks.json"   # written by benchmarks/run.py and time_to_accuracy.py
+    bench = json.loads(bench_file.read_text()) if bench_file.exists() else {}
+    suite, tta = bench.get("suite"), bench.get("time_to_accuracy")
+    if suite or tta:
+        lines += ["", "## Benchmarks", "", "Training throughput after compilation (median of interleaved repeats, "
+                  "same machine, same batch); see `benchmarks/README.md`. Written by `benchmarks/run.py`.", ""]
+    if suite:
+        peak = (suite.get("matmul_peak") or {}).get("gflops")
+        lines += [f"{suite['date']}, {suite['machine'].get('cpu', '?')} ({suite['machine'].get('logical_cpus')} "
+                  f"logical CPUs), {suite['repeats']} repeats{' (quick)' if suite.get('quick') else ''}; "
+                  f"float32 matmul peak {peak or float('nan'):.0f} GFLOP/s.", "",
+                  "| model | batch | project | PyTorch | Keras | project / PyTorch | project / Keras | "
+                  "compile s | project GFLOP/s (% of peak) | peak MiB (project / PyTorch / Keras) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, m in suite.get("models", {}).items():
+            fw = m.get("frameworks", {})
+            if "error" in m or "items_per_sec" not in fw.get("project", {}):
+                lines.append(f"| {name} | {m.get('batch_size')} | failed | | | | | | | |")
+                continue
+            rate = lambda k: f"{fw[k]['items_per_sec']:,.0f}" if "items_per_sec" in fw.get(k, {}) else "—"
+            ratio = lambda k: (f"{fw[k]['ratio_project_over_peer']:.2f}x"
+                               if "ratio_project_over_peer" in fw.get(k, {}) else "—")
+            mem = lambda k: f"{fw[k]['memory']['peak_mib']:,.0f}" if "memory" in fw.get(k, {}) else "—"
+            p = fw["project"]
+            lines.append(f"| {m['title']} ({m['unit']}/s) | {m['batch_size']} | {rate('project')} | "
+                         f"{rate('pytorch')} | {rate('keras')} | {ratio('pytorch')} | {ratio('keras')} | "
+                         f"{p['compile_seconds']:.1f} | {p['gflops']:.1f} ({100 * p['fraction_of_matmul_peak']:.0f}%) "
+                         f"| {mem('project')} / {mem('pytorch')} / {mem('keras')} |")
+    if tta:
+        pr, ke = tta["project"], tta.get("keras")
+        fmt = lambda s: f"{s:.0f} s" if s is not None else "not reached"
+        lines += ["", f"Time to {tta['target_test_accuracy']:.1%} MNIST test accuracy ({tta['date']}, "
+                  "`benchmarks/time_to_accuracy.py`, training time only):", "",
+                  "| run | epochs | seconds to target | final test accuracy | training seconds |",
+                  "|---|---|---|---|---|",
+                  f"| project ResNet, {pr['epoch_budget']}-epoch one-cycle budget | {len(pr['epochs'])} | "
+                  f"{fmt(pr['seconds_to_target'])} | {pr['final_test_accuracy']:.2%} | {pr['train_seconds']:.0f} |"]
+        if ke:
+            lines.append(f"| seed Keras script (SeedCNN, Adam, batch 32) | {len(ke['epochs'])} | "
+                         f"{fmt(ke['seconds_to_target'])} | {ke['final_test_accuracy']:.2%} | {ke['train_seconds']:.0f} |")
     lines += ["", "## Key figures", ""] + figures
     path = results_dir / "README.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
