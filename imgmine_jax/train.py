@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
+from imgmine_jax import parallel as parallel_lib
+from imgmine_jax.files import json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle")
 
@@ -249,20 +251,26 @@ class Trainer:
     """
 
     def __init__(self, model: nnx.Module, task: Task, tx: optax.GradientTransformation | nnx.Object,
-                 seed: int = 0, schedule: optax.Schedule | None = None):
+                 seed: int = 0, schedule: optax.Schedule | None = None,
+                 data_parallel: parallel_lib.DataParallel | None = None):
         """``tx``: an optax transformation (wrapped in ``nnx.Optimizer``), or an optimiser
         object already built for ``model`` (e.g. ``task.make_optimizer(model, ...)``)."""
         self.task = task
         optimizer = tx if isinstance(tx, nnx.Object) else nnx.Optimizer(model, tx, wrt=nnx.Param)
         model.train()  # train/eval mode is static graph data: one graphdef for each
-        graph_train, self.state = nnx.split((model, optimizer))
+        graph_train, state = nnx.split((model, optimizer))
+        self.dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel()
+        self.state = self.dp.replicate(state)
         model.eval()
         self._model = model
         self._schedule = schedule
         self._base_key = jax.random.key(seed)
         self.step = 0
-        self.train_step = jax.jit(train_step_fn(graph_train, task), donate_argnums=0)
-        self.eval_step = jax.jit(eval_step_fn(nnx.graphdef(model), task))
+        self._traces = {"train": 0, "eval": 0}
+        self.train_step = jax.jit(self._counted("train", train_step_fn(graph_train, task)), donate_argnums=0,
+                                  **self.dp.jit_kwargs())
+        self.eval_step = jax.jit(self._counted("eval", eval_step_fn(nnx.graphdef(model), task)),
+                                 **self.dp.jit_kwargs())
 
     @property
     def model_state(self):
@@ -286,7 +294,7 @@ class Trainer:
         first_step = self.step
         for i, idx in enumerate(batch_indices):
             key = jax.random.fold_in(self._base_key, self.step)
-            self.state, metrics = self.train_step(self.state, arrays, idx, key)
+            self.state, metrics = self.train_step(self.state, arrays, self.dp.shard_batch(idx), key)
             sums = _sum_metrics(sums, metrics)
             losses.append(metrics["loss"])
             self.step += 1
@@ -303,11 +311,18 @@ class Trainer:
     def evaluate(self, arrays: dict, batch_size: int = 1000, model_state=None) -> dict:
         """Metrics averaged over every example of ``arrays`` (eval mode: no dropout, running BN)."""
         return evaluate(self.eval_step, self.model_state if model_state is None else model_state,
-                        arrays, batch_size)
+                        arrays, batch_size, self.dp)
 
     def compilations(self) -> int:
         """How many programs the train and eval steps have compiled so far."""
-        return self.train_step._cache_size() + self.eval_step._cache_size()
+        return sum(self._traces.values())
+
+    def _counted(self, name: str, fn: Callable) -> Callable:
+        """``fn`` that counts how often JAX traces it: once per compiled program."""
+        def traced(*args):
+            self._traces[name] += 1
+            return fn(*args)
+        return traced
 
     def sync_model(self, model_state=None) -> nnx.Module:
         """Write ``model_state`` (default: the current one) into the model object and return it."""
@@ -316,13 +331,20 @@ class Trainer:
         return self._model
 
 
-def evaluate(eval_step: Callable, model_state, arrays: dict, batch_size: int) -> dict:
-    """Run a (possibly vmapped) eval step over every example once; average the sums."""
+def evaluate(eval_step: Callable, model_state, arrays: dict, batch_size: int,
+             dp: parallel_lib.DataParallel | None = None) -> dict:
+    """Run a (possibly vmapped) eval step over every example once; average the sums.
+
+    With ``dp`` over several devices, batches are rounded up to a multiple of the device
+    count (the padding is masked) and split across devices.
+    """
     n = len(next(iter(arrays.values())))
-    idx, mask = data_lib.eval_batches(n, min(batch_size, n))
+    size = 1 if dp is None else dp.size
+    idx, mask = data_lib.eval_batches(n, -(-min(batch_size, n) // size) * size)
+    shard = (lambda a: a) if dp is None else dp.shard_batch
     sums = None
     for i, m in zip(idx, mask):
-        sums = _sum_metrics(sums, eval_step(model_state, arrays, i, m))
+        sums = _sum_metrics(sums, eval_step(model_state, arrays, shard(i), shard(m)))
     return {k: np.asarray(v) / n for k, v in jax.device_get(sums).items()}
 
 
@@ -348,6 +370,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         on_epoch_end: Callable[[dict, Trainer], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
         log: Callable[[str], None] | None = print,
+        data_parallel: parallel_lib.DataParallel | None = None,
         epoch_metrics: Callable[[Trainer], dict[str, float]] | None = None) -> FitResult:
     """Train ``model`` in place for ``cfg.epochs`` epochs; keep the weights of the best epoch.
 
@@ -379,12 +402,14 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     progress = show_progress(progress)
     steps = n // cfg.batch_size
     if hasattr(task, "make_optimizer"):
-        trainer = Trainer(model, task, task.make_optimizer(model, cfg, steps), seed=cfg.seed)
+        trainer = Trainer(model, task, task.make_optimizer(model, cfg, steps), seed=cfg.seed,
+                          data_parallel=data_parallel)
     else:
         trainer = Trainer(model, task, make_optimizer(cfg, steps), seed=cfg.seed,
-                          schedule=lr_schedule(cfg, steps))
-    train_dev = data_lib.to_device(train)
-    val_dev = data_lib.to_device(val) if val is not None else None
+                          schedule=lr_schedule(cfg, steps), data_parallel=data_parallel)
+    trainer.dp.check_batch_size(cfg.batch_size)
+    train_dev = trainer.dp.replicate(train)
+    val_dev = trainer.dp.replicate(val) if val is not None else None
     higher_better = monitor is not None and "accuracy" in monitor
     best, best_state, best_epoch = None, None, 0
     history: list[dict] = []
@@ -395,8 +420,9 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
     latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
     if latest is not None:
-        (trainer.state, best_state), progress = ckpt_lib.restore_training(
+        (state, best_state), progress = ckpt_lib.restore_training(
             latest, (trainer.state, trainer.model_state))
+        trainer.state, best_state = trainer.dp.replicate((state, best_state))
         if progress["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
             raise ckpt_lib.CheckpointError(
                 f"{latest} was written by a run with different parameters; resume with the same "
@@ -508,6 +534,7 @@ class SweepResult:
     seeds: np.ndarray
     history: list[dict]           # per epoch; metric values are arrays over members
     train_seconds: float
+    states: Any = None            # the members' stacked (model, optimiser) states after training
 
     def final(self, name: str) -> np.ndarray:
         return np.asarray(self.history[-1][name])
@@ -515,7 +542,8 @@ class SweepResult:
 
 def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
           cfg: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[int], *,
-          progress: bool | None = None, log: Callable[[str], None] | None = print) -> SweepResult:
+          progress: bool | None = None, log: Callable[[str], None] | None = print,
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1) -> SweepResult:
     """Train one model per ``(learning_rate, seed)`` pair *together*, in one compiled program.
 
     Every member is built by ``make_model(nnx.Rngs(seed))`` and trained with ``cfg``
@@ -524,6 +552,10 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     initialisation (and the dropout stream, which lives in the model); batches and
     augmentation draws come from ``cfg.seed`` and are shared. So member ``i`` is
     exactly ``fit(make_model(nnx.Rngs(seeds[i])), ..., replace(cfg, learning_rate=lrs[i]))``.
+
+    ``checkpoint_dir`` / ``checkpoint_every``: as in :func:`fit`: the stacked states, step,
+    history and time are saved with Orbax, and a rerun with the same arguments resumes
+    from the newest complete checkpoint and ends bitwise where an uninterrupted sweep ends.
     """
     progress = show_progress(progress)
     lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
@@ -554,8 +586,25 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     train_dev, val_dev = data_lib.to_device(train), data_lib.to_device(val)
     schedule = lr_schedule(cfg, steps)
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
-    history, total, step = [], 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    history, total, step, start = [], 0.0, 0, 1
+    if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
+    fingerprint = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
+                                         "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()},
+                                        default=str))
+    latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
+    if latest is not None:
+        states, done = ckpt_lib.restore_training(latest, states)
+        if done["fingerprint"] != fingerprint:
+            raise ckpt_lib.CheckpointError(
+                f"{latest} was written by a sweep with different parameters; resume with the same "
+                f"arguments or use another checkpoint_dir (stored: {done['fingerprint']}, now: {fingerprint})")
+        history = [{k: np.asarray(v) if isinstance(v, list) else v for k, v in row.items()}
+                   for row in done["history"]]
+        total, step, start = done["train_seconds"], done["step"], done["epoch"] + 1
+        if log is not None:
+            log(f"resumed from {latest} (epoch {done['epoch']}, step {step})")
+    for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
         idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
         sums = None
@@ -572,10 +621,15 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
                **{f"train_{k}": v for k, v in train_metrics.items()},
                **{f"val_{k}": v for k, v in val_metrics.items()}}
         history.append(row)
+        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
+            done = {"fingerprint": fingerprint, "epoch": epoch, "step": step, "history": history,
+                    "train_seconds": total}
+            ckpt_lib.save_training(checkpoint_dir, epoch, states, json.loads(json.dumps(done, default=json_default)))
         if log is not None:
             best = int(np.argmax(row.get("val_accuracy", -row["val_loss"])))
             log(f"sweep epoch {epoch:>3}  {seconds:.1f}s  {len(lrs)} members  best: lr {lrs[best]:.1e} "
                 f"seed {member_seeds[best]}  " +
                 "  ".join(f"{k} {float(np.asarray(v)[best]):.4f}" for k, v in row.items()
                           if k.startswith(("train_", "val_"))))
-    return SweepResult(learning_rates=lrs, seeds=member_seeds, history=history, train_seconds=total)
+    return SweepResult(learning_rates=lrs, seeds=member_seeds, history=history, train_seconds=total,
+                       states=states)

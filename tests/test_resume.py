@@ -17,8 +17,8 @@ from imgmine_jax import checkpoint, data, models, train
 WORKER = Path(__file__).with_name("resume_worker.py")
 
 
-def _run(ckpt, out, kill_after_epoch=None):
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(ckpt), str(out)],
+def _run(ckpt, out, kill_after_epoch=None, mode="fit"):
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(ckpt), str(out), mode],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
     if kill_after_epoch is None:
         output, _ = proc.communicate(timeout=600)
@@ -35,16 +35,18 @@ def _run(ckpt, out, kill_after_epoch=None):
     return None
 
 
-def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
-    _run(tmp_path / "a", tmp_path / "a.npz")
-    _run(tmp_path / "b", tmp_path / "b.npz", kill_after_epoch=2)
+@pytest.mark.parametrize("mode,epochs", [("fit", 5), ("sweep", 3)])
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path, mode, epochs):
+    _run(tmp_path / "a", tmp_path / "a.npz", mode=mode)
+    _run(tmp_path / "b", tmp_path / "b.npz", kill_after_epoch=2, mode=mode)
     assert not (tmp_path / "b.npz").exists(), "the worker finished before it was killed"
-    log = _run(tmp_path / "b", tmp_path / "b.npz")
+    log = _run(tmp_path / "b", tmp_path / "b.npz", mode=mode)
     assert "resumed from" in log and "epoch-0002" in log
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     assert json.loads(str(a["history"])) == json.loads(str(b["history"]))
-    assert len(json.loads(str(a["history"]))) == 5
-    assert int(a["best_epoch"]) == int(b["best_epoch"])
+    assert len(json.loads(str(a["history"]))) == epochs
+    if mode == "fit":
+        assert int(a["best_epoch"]) == int(b["best_epoch"])
     names = [k for k in a.files if k not in ("history", "best_epoch")]
     assert names
     for name in names:
