@@ -47,13 +47,24 @@ def convlstm():
     return model, sequence.NextFrames(observed=3), tr, va, cfg
 
 
-FAMILIES = {"cnn": cnn, "rnn": rnn, "convlstm": convlstm}
+def gan():
+    """The conditional DCGAN: noise, labels, dropout-free D and G with batch norm, two optimisers."""
+    from imgmine_jax.models import gan as gan_lib
+
+    tr, _ = data.train_val_split(data.load("mnist", "train").head(700), 100, seed=0)
+    cfg = train.TrainConfig(epochs=2, batch_size=32, schedule="constant", warmup_epochs=0.0, seed=5)
+    model = gan_lib.GAN(latent_dim=16, width=8, num_classes=10, rngs=nnx.Rngs(5))
+    return model, gan_lib.GANTask(latent_dim=16, conditional=True), tr, None, cfg
+
+
+FAMILIES = {"cnn": cnn, "rnn": rnn, "convlstm": convlstm, "gan": gan}
 
 if __name__ == "__main__":
     family, out = sys.argv[1], sys.argv[2]
     model, task, tr, va, cfg = FAMILIES[family]()
-    result = train.fit(model, task, tr.arrays(), va.arrays(), cfg, progress=False, log=None,
-                       monitor="val_accuracy" if family in ("cnn", "rnn") else "val_loss")
+    monitor = {"cnn": "val_accuracy", "rnn": "val_accuracy", "convlstm": "val_loss", "gan": None}[family]
+    result = train.fit(model, task, tr.arrays(), va.arrays() if va is not None else None, cfg, progress=False,
+                       log=None, monitor=monitor)
     params = {"/".join(map(str, path)): np.asarray(v.get_value())
               for path, v in nnx.to_flat_state(nnx.state(result.trainer.state, nnx.Param))}
     history = [{k: v for k, v in row.items() if k not in ("seconds", "images_per_sec")} for row in result.history]

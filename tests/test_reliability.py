@@ -1,4 +1,4 @@
-"""Reproducibility across processes, and a long run that does not grow."""
+"""Reproducibility across processes for every model family, and a long run that does not grow."""
 from __future__ import annotations
 
 import json
