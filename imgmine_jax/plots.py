@@ -260,16 +260,23 @@ def labelled_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[s
         lo, hi = points.min(axis=0), points.max(axis=0)
         centre, span = (lo + hi) / 2, (hi - lo)
         shown = _as_display(images[highlight]) if images is not None else None
+        # thumbnails sit evenly spaced on a ring around the map, in the angular order of
+        # their points, rotated to stay as close as possible to each point's own direction
+        offsets = (points[highlight] - centre) / np.maximum(span, 1e-9)
+        angles = np.arctan2(offsets[:, 1], offsets[:, 0])
+        order = np.argsort(angles)
+        even = 2 * np.pi * np.arange(len(highlight)) / len(highlight)
+        shift = np.angle(np.mean(np.exp(1j * (angles[order] - even))))
+        slots = np.empty(len(highlight))
+        slots[order] = shift + even
         for n, i in enumerate(highlight):
-            # thumbnails sit on a ring around the map, placed by the point's direction from the centre
-            direction = points[i] - centre
-            direction = direction / (np.linalg.norm(direction) + 1e-9)
             box = [TextArea(captions[n] if captions is not None else class_names[labels[i]],
                             textprops={"fontsize": 7})]
             if shown is not None:
                 box.insert(0, OffsetImage(shown[n], cmap="gray", zoom=1.0))
+            where = centre + np.array([np.cos(slots[n]), np.sin(slots[n])]) * span * 0.66
             ab = AnnotationBbox(VPacker(children=box, align="center", pad=0, sep=1), points[i],
-                                xybox=tuple(centre + direction * span * 0.62), xycoords="data",
+                                xybox=tuple(where), xycoords="data",
                                 arrowprops={"arrowstyle": "-", "color": "0.3", "lw": 0.7},
                                 bboxprops={"ec": "0.5", "lw": 0.5}, annotation_clip=False)
             ax.add_artist(ab)
