@@ -17,7 +17,8 @@ those medians (the median of the per-repeat ratios is stored too).
 Also reported, per model:
 
 * ``compile_seconds``: the project's ``train_step.lower(...).compile()`` (trace, lower,
-  XLA compile), done ahead of the first call, which then reuses the executable;
+  XLA compile), done ahead of the first call, which then reuses the executable (and
+  ``eval_compile_seconds``, the same for its evaluation step);
   ``first_call_seconds``: every framework's first step (Keras: tracing its
   ``tf.function``; PyTorch: allocation);
 * GFLOP/s: XLA's cost analysis of the compiled project step (floating-point operations
@@ -179,6 +180,14 @@ class ProjectStep:
     def run(self, steps: int) -> None:
         self.trainer.run_epoch(self.arrays, self._next(steps))
 
+    def compile_eval(self) -> float:
+        """Seconds to trace, lower and compile the evaluation step (one batch of the same size)."""
+        t = self.trainer
+        idx = self.batches[0]
+        t0 = time.perf_counter()
+        t.eval_step.lower(t.model_state, self.arrays, idx, self._np.ones(idx.shape, bool)).compile()
+        return time.perf_counter() - t0
+
 
 def matmul_peak(n: int = MATMUL_N, repeats: int = 10) -> dict:
     """GFLOP/s of an ``n x n`` float32 matmul in JAX (median of ``repeats``, after compiling)."""
@@ -289,6 +298,7 @@ def worker(name: str, framework: str, data_file: str) -> int:
         t0 = time.perf_counter()
         runner.run(1)
         info["first_call_seconds"] = time.perf_counter() - t0
+        info["eval_compile_seconds"] = runner.compile_eval()
         traces_after_first = dict(runner.trainer._traces)
     else:
         import importlib
@@ -419,7 +429,8 @@ def bench_model(name: str, raw: dict, peers: list[str], args, tmp: Path) -> dict
                  "memory": {"baseline_mib": round(ready[fw]["baseline_mib"], 1),
                             "peak_mib": round(final[fw]["peak_mib"], 1)}}
         if fw == "project":
-            entry.update(compile_seconds=proj["compile_seconds"], compilations=final[fw]["compilations"])
+            entry.update(compile_seconds=proj["compile_seconds"], eval_compile_seconds=proj["eval_compile_seconds"],
+                         compilations=final[fw]["compilations"])
             result["project_config"] = proj["project_config"]
         else:
             entry["version"] = ready[fw]["version"]

@@ -335,7 +335,7 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
                   f"logical CPUs), {suite['repeats']} repeats{' (quick)' if suite.get('quick') else ''}; "
                   f"float32 matmul peak {peak or float('nan'):.0f} GFLOP/s.", "",
                   "| model | batch | project | PyTorch | Keras | project / PyTorch | project / Keras | "
-                  "compile s | project GFLOP/s (% of peak) | peak MiB (project / PyTorch / Keras) |",
+                  "compile s (train / eval step) | project GFLOP/s (% of peak) | peak MiB (project / PyTorch / Keras) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name, m in suite.get("models", {}).items():
             fw = m.get("frameworks", {})
@@ -347,9 +347,11 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
                                if "ratio_project_over_peer" in fw.get(k, {}) else "—")
             mem = lambda k: f"{fw[k]['memory']['peak_mib']:,.0f}" if "memory" in fw.get(k, {}) else "—"
             p = fw["project"]
+            compile_s = f"{p['compile_seconds']:.1f}" + (f" / {p['eval_compile_seconds']:.1f}"
+                                                         if "eval_compile_seconds" in p else "")
             lines.append(f"| {m['title']} ({m['unit']}/s) | {m['batch_size']} | {rate('project')} | "
                          f"{rate('pytorch')} | {rate('keras')} | {ratio('pytorch')} | {ratio('keras')} | "
-                         f"{p['compile_seconds']:.1f} | {p['gflops']:.1f} ({100 * p['fraction_of_matmul_peak']:.0f}%) "
+                         f"{compile_s} | {p['gflops']:.1f} ({100 * p['fraction_of_matmul_peak']:.0f}%) "
                          f"| {mem('project')} / {mem('pytorch')} / {mem('keras')} |")
     if tta:
         pr, ke = tta["project"], tta.get("keras")

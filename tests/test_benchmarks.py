@@ -39,6 +39,7 @@ def test_quick_suite_writes_a_well_formed_report(tmp_path):
     assert math.isfinite(project["items_per_sec"]) and project["items_per_sec"] > 0
     assert len(project["repeats_items_per_sec"]) == 1
     assert project["compile_seconds"] > 0 and project["first_call_seconds"] > 0
+    assert project["eval_compile_seconds"] > 0
     assert project["compilations"]["recompiled"] is False
     assert project["compilations"]["train_step_traces"] == 1
     assert model["flops_per_item"] > 1e6            # SeedCNN: ~16 MFLOP per image and step
@@ -64,7 +65,8 @@ def test_write_index_renders_the_benchmark_table(tmp_path):
             "machine": {"cpu": "Test CPU", "logical_cpus": 2}, "matmul_peak": {"gflops": 100.0},
             "models": {
                 "seed_cnn": {"title": "SeedCNN", "unit": "images", "batch_size": 128, "frameworks": {
-                    "project": fw(4000.0, compile_seconds=2.5, gflops=64.0, fraction_of_matmul_peak=0.64),
+                    "project": fw(4000.0, compile_seconds=2.5, eval_compile_seconds=1.0, gflops=64.0,
+                                  fraction_of_matmul_peak=0.64),
                     "pytorch": fw(2000.0, ratio_project_over_peer=2.0),
                     "keras": fw(8000.0, ratio_project_over_peer=0.5)}},
                 "dcgan": {"title": "DCGAN", "unit": "images", "batch_size": 256, "error": "worker exited"},
@@ -79,7 +81,7 @@ def test_write_index_renders_the_benchmark_table(tmp_path):
     (tmp_path / "benchmarks.json").write_text(json.dumps(doc))
     text = write_index(tmp_path).read_text()
     assert "## Benchmarks" in text
-    assert ("| SeedCNN (images/s) | 128 | 4,000 | 2,000 | 8,000 | 2.00x | 0.50x | 2.5 | 64.0 (64%) "
+    assert ("| SeedCNN (images/s) | 128 | 4,000 | 2,000 | 8,000 | 2.00x | 0.50x | 2.5 / 1.0 | 64.0 (64%) "
             "| 500 / 500 / 500 |") in text
     assert "| dcgan | 256 | failed |" in text
     assert "| project ResNet, 1-epoch one-cycle budget | 1 | 60 s | 99.12% | 60 |" in text
