@@ -16,10 +16,13 @@ optimisers, alternating updates) also defines ``make_optimizer`` and ``update``
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import jax
@@ -35,6 +38,7 @@ from imgmine_jax import parallel as parallel_lib
 from imgmine_jax.files import json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle")
+RESUME_ENV = "IMGMINE_RESUME"   # "0" turns off automatic resumable checkpoints in fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,7 +391,11 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         counters, step, history, best weights) there every ``checkpoint_every`` epochs
         with Orbax; a rerun with the same configuration resumes from the newest complete
         checkpoint and ends with bitwise the same weights and history (on CPU) as an
-        uninterrupted run.
+        uninterrupted run. Default: a directory under ``artifacts/training/`` named by a
+        hash of the configuration, the model's parameter shapes and the training data,
+        deleted when training completes -- so a notebook killed mid-run resumes where it
+        stopped when it is run again, and a finished run leaves nothing behind. Set
+        ``$IMGMINE_RESUME=0`` to train without checkpoints.
       epoch_metrics: called after each epoch's training (and validation) with the trainer;
         the numbers it returns join that epoch's history row *before* the best epoch is
         chosen and the checkpoint is written (so ``monitor`` may name one, and a resumed
@@ -410,6 +418,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     trainer.dp.check_batch_size(cfg.batch_size)
     train_dev = trainer.dp.replicate(train)
     val_dev = trainer.dp.replicate(val) if val is not None else None
+    if val is None and monitor is not None and monitor.startswith("val_"):
+        monitor = None                    # nothing to select on: keep the last epoch, as documented
     higher_better = monitor is not None and "accuracy" in monitor
     best, best_state, best_epoch = None, None, 0
     history: list[dict] = []
@@ -418,20 +428,22 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
     if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
         raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
+    automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
+    if automatic:
+        checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
     latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
     if latest is not None:
-        (state, best_state), progress = ckpt_lib.restore_training(
-            latest, (trainer.state, trainer.model_state))
+        (state, best_state), saved = ckpt_lib.restore_training(latest, (trainer.state, trainer.model_state))
         trainer.state, best_state = trainer.dp.replicate((state, best_state))
-        if progress["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
+        if saved["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
             raise ckpt_lib.CheckpointError(
                 f"{latest} was written by a run with different parameters; resume with the same "
-                f"configuration or use another checkpoint_dir (stored: {progress['fingerprint']}, "
+                f"configuration or use another checkpoint_dir (stored: {saved['fingerprint']}, "
                 f"now: {fingerprint})")
-        history, best, best_epoch = progress["history"], progress["best"], progress["best_epoch"]
-        trainer.step, total_time, start = progress["step"], progress["train_seconds"], progress["epoch"] + 1
+        history, best, best_epoch = saved["history"], saved["best"], saved["best_epoch"]
+        trainer.step, total_time, start = saved["step"], saved["train_seconds"], saved["epoch"] + 1
         if log is not None:
-            log(f"resumed from {latest} (epoch {progress['epoch']}, step {trainer.step})")
+            log(f"resumed from {latest} (epoch {saved['epoch']}, step {trainer.step})")
     for epoch in range(start, cfg.epochs + 1):
         lr = trainer.learning_rate()
         t0 = time.perf_counter()
@@ -475,8 +487,22 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
             except StopIteration:
                 break
     model = trainer.sync_model(best_state)
+    if automatic:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return FitResult(model=model, history=history, best_epoch=best_epoch,
                      train_seconds=total_time, trainer=trainer)
+
+
+def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[str, np.ndarray]) -> Path:
+    """``artifacts/training/<hash>``: the same configuration, architecture and data give the same directory."""
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode())
+    shapes = [(jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype))
+              for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))]
+    digest.update(f"{type(model).__name__}{shapes}".encode())
+    for key in sorted(train):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(train[key]).data)
+    return ckpt_lib.artifacts_dir() / "training" / digest.hexdigest()[:16]
 
 
 def show_progress(progress: bool | None) -> bool:

@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
-from imgmine_jax import checkpoint, data, models, train
+from imgmine_jax import checkpoint, models, train
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 
@@ -70,7 +72,6 @@ def test_resume_with_other_parameters_is_refused(tmp_path, mnist_train):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path, mnist_train):
-    import jax
     import jax.numpy as jnp
 
     tr = mnist_train.head(400)
@@ -99,3 +100,33 @@ def _like(config, cfg, tr):
     trainer = train.Trainer(models.build("seed_cnn", config), train.Classification(10),
                             train.make_optimizer(cfg, len(tr) // cfg.batch_size))
     return trainer.state, trainer.model_state
+
+
+def test_fit_resumes_by_itself_after_an_interruption_and_cleans_up(tmp_path, monkeypatch, mnist_train):
+    """No checkpoint_dir given: a rerun of an interrupted notebook cell picks up where it stopped."""
+    monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path))
+    tr = mnist_train.head(300)
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+    cfg = train.TrainConfig(epochs=3, batch_size=50, seed=2)
+    run = lambda **kw: train.fit(models.build("seed_cnn", config, seed=2), train.Classification(10), tr.arrays(),
+                                 None, cfg, progress=False, **kw)
+
+    def interrupt_after_epoch_2(row, trainer):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt          # what a notebook's stop button does
+
+    with pytest.raises(KeyboardInterrupt):
+        run(on_epoch_end=interrupt_after_epoch_2, log=None)
+    assert [p.name for p in (tmp_path / "training").iterdir()], "no automatic checkpoint was kept"
+    lines = []
+    resumed = run(log=lines.append)
+    assert any(line.startswith("resumed from") and "epoch-0002" in line for line in lines), lines
+    assert not any((tmp_path / "training").iterdir()), "a finished run leaves its checkpoints behind"
+    monkeypatch.setenv("IMGMINE_RESUME", "0")
+    fresh = run(log=None)
+    assert not (tmp_path / "training").exists() or not any((tmp_path / "training").iterdir())
+    timing = ("seconds", "images_per_sec")
+    strip = lambda h: [{k: v for k, v in row.items() if k not in timing} for row in h]
+    assert strip(resumed.history) == strip(fresh.history)
+    for a, b in zip(jax.tree.leaves(nnx.state(resumed.model)), jax.tree.leaves(nnx.state(fresh.model))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

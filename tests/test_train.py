@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from imgmine_jax import data, models, train
 
@@ -126,3 +128,11 @@ def test_batch_size_larger_than_training_set_is_rejected(mnist_train):
     with pytest.raises(ValueError, match=r"batch_size=128 is larger than the training set \(100 examples\)"):
         train.fit(_seed_cnn(), train.Classification(10), small.arrays(), None,
                   train.TrainConfig(epochs=1, batch_size=128), progress=False, log=None)
+
+
+def test_without_validation_the_last_epoch_is_kept(mnist_train):
+    result = train.fit(_seed_cnn(), train.Classification(10), mnist_train.head(200).arrays(), None,
+                       train.TrainConfig(epochs=3, batch_size=50), progress=False, log=None)
+    assert result.best_epoch == 3
+    final = np.asarray(jax.tree.leaves(nnx.state(result.trainer.state[0], nnx.Param))[0])
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(nnx.state(result.model, nnx.Param))[0]), final)
