@@ -147,6 +147,7 @@ class GAN(nnx.Module):
     """Generator and discriminator together (one state, one checkpoint).
 
     ``num_classes=0`` is the unconditional DCGAN; ``num_classes=10`` the conditional one.
+    ``width`` sets the generator's channels, ``d_width`` (default: ``width``) the discriminator's.
     ``generator_ema`` is a second generator whose weights are an exponential moving
     average of the trained generator's (:attr:`GANTask.ema_decay`); it is never trained
     directly and is what :func:`sample` draws from. Averaging the iterates of a GAN's
@@ -155,10 +156,11 @@ class GAN(nnx.Module):
 
     def __init__(self, latent_dim: int = 64, width: int = 64, channels: int = 1, image_size: int = 28,
                  num_classes: int = 0, embed_dim: int = 32, upsample: str = "transpose",
-                 dropout: float = 0.3, *, rngs: nnx.Rngs):
+                 dropout: float = 0.3, d_width: int | None = None, *, rngs: nnx.Rngs):
         self.generator = Generator(latent_dim, width, channels, image_size, num_classes, embed_dim,
                                    upsample, rngs=rngs)
-        self.discriminator = Discriminator(width, channels, image_size, num_classes, dropout, rngs=rngs)
+        self.discriminator = Discriminator(d_width or width, channels, image_size, num_classes, dropout,
+                                           rngs=rngs)
         self.generator_ema = nnx.clone(self.generator)
         # own buffers, not shared ones: the jitted step donates (and reuses) the state's arrays
         nnx.update(self.generator_ema, jax.tree.map(jnp.copy, nnx.state(self.generator)))
