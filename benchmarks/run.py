@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.peers.common import SPECS, normalize  # noqa: E402  (numpy only)
+from benchmarks.peers.common import SPECS, merge_into_json, normalize  # noqa: E402  (numpy only)
 
 PEERS = {"pytorch": "benchmarks.peers.torch_models", "keras": "benchmarks.peers.keras_models"}
 DEFAULT_OUT = ROOT / "results" / "benchmarks.json"
@@ -487,16 +487,7 @@ def versions() -> dict:
 
 
 def write_json(out: Path, suite: dict) -> None:
-    from imgmine_jax.files import atomic_write_bytes, json_default
-
-    doc = {}
-    if out.exists():
-        try:
-            doc = json.loads(out.read_text())
-        except json.JSONDecodeError:
-            doc = {}
-    doc["suite"] = suite
-    atomic_write_bytes(out, (json.dumps(doc, indent=1, default=json_default) + "\n").encode())
+    merge_into_json(out, "suite", suite)
 
 
 def summary(suite: dict) -> str:

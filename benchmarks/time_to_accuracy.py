@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--epochs and --keras-epochs must be >= 1 and --target in (0, 1]")
 
     from imgmine_jax import data
-    from imgmine_jax.files import atomic_write_bytes, json_default
+    from benchmarks.peers.common import merge_into_json
 
     started = dt.datetime.now(dt.timezone.utc)
     train_set = data.load("mnist", "train").head(args.train_size)
@@ -183,14 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             doc["target_met"] = False
     out = args.out
-    existing = {}
-    if out.exists():
-        try:
-            existing = json.loads(out.read_text())
-        except json.JSONDecodeError:
-            existing = {}
-    existing["time_to_accuracy"] = doc
-    atomic_write_bytes(out, (json.dumps(existing, indent=1, default=json_default) + "\n").encode())
+    merge_into_json(out, "time_to_accuracy", doc)
     log(f"[tta] project: {project['seconds_to_target'] or float('nan'):.1f} s to {args.target:.1%} "
         f"(final {project['final_test_accuracy']:.4f})"
         + (f"; Keras: {keras_result['train_seconds']:.1f} s for {args.keras_epochs} epochs, "

@@ -48,7 +48,6 @@ class DataParallel:
         if self.mesh is not None:
             self._replicated = NamedSharding(self.mesh, PartitionSpec())
             self._batch = NamedSharding(self.mesh, PartitionSpec(AXIS))
-            self._rows = NamedSharding(self.mesh, PartitionSpec(None, AXIS))
         else:
             self._single = jax.sharding.SingleDeviceSharding(devices[0])
 
@@ -84,12 +83,6 @@ class DataParallel:
         if self.mesh is None:
             return idx
         return _put(np.asarray(idx), self._batch)
-
-    def shard_rows(self, idx: np.ndarray) -> jax.Array:
-        """A whole epoch's ``(steps, batch)`` indices at once, each row split along the batch."""
-        if self.mesh is None:
-            return idx
-        return _put(np.asarray(idx), self._rows)
 
 
 def _put(x, sharding: NamedSharding) -> jax.Array:

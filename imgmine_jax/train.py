@@ -426,24 +426,16 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
     total_time, start = 0.0, 1
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
-    if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
-        raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
+    _check_checkpoint_every(checkpoint_every)
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
-    latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
-    if latest is not None:
-        (state, best_state), saved = ckpt_lib.restore_training(latest, (trainer.state, trainer.model_state))
+    resumed = _resume(checkpoint_dir, (trainer.state, trainer.model_state), fingerprint, "run", log)
+    if resumed is not None:
+        (state, best_state), saved = resumed
         trainer.state, best_state = trainer.dp.replicate((state, best_state))
-        if saved["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
-            raise ckpt_lib.CheckpointError(
-                f"{latest} was written by a run with different parameters; resume with the same "
-                f"configuration or use another checkpoint_dir (stored: {saved['fingerprint']}, "
-                f"now: {fingerprint})")
         history, best, best_epoch = saved["history"], saved["best"], saved["best_epoch"]
         trainer.step, total_time, start = saved["step"], saved["train_seconds"], saved["epoch"] + 1
-        if log is not None:
-            log(f"resumed from {latest} (epoch {saved['epoch']}, step {trainer.step})")
     for epoch in range(start, cfg.epochs + 1):
         lr = trainer.learning_rate()
         t0 = time.perf_counter()
@@ -491,6 +483,30 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return FitResult(model=model, history=history, best_epoch=best_epoch,
                      train_seconds=total_time, trainer=trainer)
+
+
+def _check_checkpoint_every(checkpoint_every) -> None:
+    if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
+
+
+def _resume(checkpoint_dir, like, fingerprint: dict, what: str,
+            log: Callable[[str], None] | None) -> tuple[Any, dict] | None:
+    """``(state, progress)`` from the newest complete checkpoint in ``checkpoint_dir``, or None.
+
+    Refuses a checkpoint written with another ``fingerprint`` (configuration, task, data size).
+    """
+    latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
+    if latest is None:
+        return None
+    state, saved = ckpt_lib.restore_training(latest, like)
+    if saved["fingerprint"] != json.loads(json.dumps(fingerprint, default=str)):
+        raise ckpt_lib.CheckpointError(
+            f"{latest} was written by a {what} with different parameters; resume with the same "
+            f"configuration or use another checkpoint_dir (stored: {saved['fingerprint']}, now: {fingerprint})")
+    if log is not None:
+        log(f"resumed from {latest} (epoch {saved['epoch']}, step {saved['step']})")
+    return state, saved
 
 
 def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[str, np.ndarray]) -> Path:
@@ -613,23 +629,15 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     schedule = lr_schedule(cfg, steps)
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
     history, total, step, start = [], 0.0, 0, 1
-    if not (_is_int(checkpoint_every) and checkpoint_every >= 1):
-        raise ValueError(f"checkpoint_every must be an integer >= 1; got {checkpoint_every!r}")
-    fingerprint = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
-                                         "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()},
-                                        default=str))
-    latest = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
-    if latest is not None:
-        states, done = ckpt_lib.restore_training(latest, states)
-        if done["fingerprint"] != fingerprint:
-            raise ckpt_lib.CheckpointError(
-                f"{latest} was written by a sweep with different parameters; resume with the same "
-                f"arguments or use another checkpoint_dir (stored: {done['fingerprint']}, now: {fingerprint})")
+    _check_checkpoint_every(checkpoint_every)
+    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
+                   "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()}
+    resumed = _resume(checkpoint_dir, states, fingerprint, "sweep", log)
+    if resumed is not None:
+        states, done = resumed
         history = [{k: np.asarray(v) if isinstance(v, list) else v for k, v in row.items()}
                    for row in done["history"]]
         total, step, start = done["train_seconds"], done["step"], done["epoch"] + 1
-        if log is not None:
-            log(f"resumed from {latest} (epoch {done['epoch']}, step {step})")
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
         idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)

@@ -43,5 +43,5 @@ def test_four_devices_match_one_device_within_float_tolerance(tmp_path):
 def test_one_device_is_the_identity():
     dp = parallel.DataParallel(parallel.jax.devices()[:1])
     idx = np.arange(8)
-    assert dp.shard_batch(idx) is idx and dp.shard_rows(idx) is idx and dp.size == 1
+    assert dp.shard_batch(idx) is idx and dp.size == 1
     dp.check_batch_size(7)

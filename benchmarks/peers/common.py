@@ -7,6 +7,9 @@ rendered) once, before the timed loop.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 # Mirrors imgmine_jax.data.normalize: uint8 [0, 255] -> float32 [-1, 1].
@@ -51,3 +54,17 @@ SPECS: dict[str, dict] = {
                  "config": {"embed": 32, "hidden": 32, "patch": 4, "observed": 10, "future": 10,
                             "frame_size": 64}},
 }
+
+
+def merge_into_json(out: Path, key: str, value) -> None:
+    """Set ``key`` of the JSON document ``out`` (atomically), keeping its other keys."""
+    from imgmine_jax.files import atomic_write_bytes, json_default
+
+    doc = {}
+    if out.exists():
+        try:
+            doc = json.loads(out.read_text())
+        except json.JSONDecodeError:
+            doc = {}
+    doc[key] = value
+    atomic_write_bytes(out, (json.dumps(doc, indent=1, default=json_default) + "\n").encode())
