@@ -14,6 +14,11 @@ Max pooling is written as a reshape + max rather than ``nnx.max_pool``: on XLA:C
 the gradient of ``reduce_window`` (``select_and_scatter``) is several times slower
 than the gradient of a plain reduction, which roughly doubles SeedCNN throughput
 (see ``benchmarks/`` and ``notes/``).
+
+Every convolution uses :func:`imgmine_jax.models.common.conv_general_dilated`, which is
+``lax.conv_general_dilated`` except under ``jax.vmap`` on XLA:CPU: there a sweep's members
+(``train.sweep``) run one ordinary convolution each instead of one grouped convolution,
+which XLA:CPU runs several times slower.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imgmine_jax.models.common import check_images, max_pool_2x2
+from imgmine_jax.models.common import check_images, conv_general_dilated, max_pool_2x2
 
 
 class SeedCNN(nnx.Module):
@@ -33,8 +38,10 @@ class SeedCNN(nnx.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  hidden: int = 128, *, rngs: nnx.Rngs):
         self.image_shape = (image_size, image_size, in_channels)
-        self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID", rngs=rngs)
-        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", rngs=rngs)
+        self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID",
+                              conv_general_dilated=conv_general_dilated, rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID",
+                              conv_general_dilated=conv_general_dilated, rngs=rngs)
         side = ((image_size - 2) // 2 - 2) // 2
         self.dense1 = nnx.Linear(side * side * 64, hidden, rngs=rngs)
         self.dense2 = nnx.Linear(hidden, num_classes, rngs=rngs)
@@ -61,9 +68,11 @@ class ResidualBlock(nnx.Module):
     """conv-BN-relu-conv-BN plus identity, then relu (He et al., 2016)."""
 
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+        self.conv1 = nnx.Conv(channels, channels, (3, 3), use_bias=False,
+                              conv_general_dilated=conv_general_dilated, rngs=rngs)
         self.bn1 = nnx.BatchNorm(channels, momentum=0.9, rngs=rngs)
-        self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False,
+                              conv_general_dilated=conv_general_dilated, rngs=rngs)
         # Zero-initialised last BN scale: each block starts as the identity, which
         # lets a short schedule use a high learning rate from the first epoch.
         self.bn2 = nnx.BatchNorm(channels, momentum=0.9, scale_init=nnx.initializers.zeros,
@@ -78,7 +87,8 @@ class ConvBN(nnx.Module):
     """conv-BN-relu, the transition between stages."""
 
     def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
+        self.conv = nnx.Conv(cin, cout, (3, 3), use_bias=False,
+                             conv_general_dilated=conv_general_dilated, rngs=rngs)
         self.bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
