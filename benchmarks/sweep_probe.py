@@ -2,7 +2,7 @@
 
     python benchmarks/sweep_probe.py [--members 8] [--batch 32] [--steps 20] [--repeats 7]
 
-Times ``train.sweep``'s step (``train_step_fn`` vmapped over stacked SeedCNN states, as
+Times ``train.sweep``'s step (``train.sweep_program``: vmapped over stacked SeedCNN states, as
 notebook 01 sweeps them: learning rates x seeds, constant Adam, batch 32, shared batches)
 in three variants, in one process, interleaved repeat by repeat:
 
@@ -50,26 +50,19 @@ def make_model(conv):
 
 
 def build_step(make, members: int, cfg: train.TrainConfig, steps_per_epoch: int):
-    """(jitted step, state) as ``train.sweep`` builds them; ``members=0``: one model, as ``fit``."""
+    """(jitted step, state): ``train.sweep``'s own for ``members`` > 0; ``members=0``: one model, as ``fit``."""
     task = train.Classification(10)
-
-    def init(seed, lr):
-        model = make(nnx.Rngs(jax.random.key(seed)))
-        model.train()
-        return nnx.state((model, nnx.Optimizer(model, train.make_optimizer(cfg, steps_per_epoch, lr), wrt=nnx.Param)))
-
-    template = make(nnx.Rngs(0))
-    template.train()
-    graphdef = nnx.graphdef((template, nnx.Optimizer(template, train.make_optimizer(cfg, steps_per_epoch),
-                                                     wrt=nnx.Param)))
-    step = train.train_step_fn(graphdef, task)
     if members == 0:
-        return jax.jit(step, donate_argnums=0), jax.jit(init)(0, cfg.learning_rate)
+        model = make(nnx.Rngs(0))
+        model.train()
+        graphdef, state = nnx.split((model, nnx.Optimizer(model, train.make_optimizer(cfg, steps_per_epoch),
+                                                          wrt=nnx.Param)))
+        return jax.jit(train.train_step_fn(graphdef, task), donate_argnums=0), state
     lrs = np.geomspace(3e-4, 1e-2, max(members // 2, 1)).astype(np.float32)
     seeds = np.arange(members // len(lrs), dtype=np.uint32)
-    member_lrs, member_seeds = np.repeat(lrs, len(seeds)), np.tile(seeds, len(lrs))
-    states = jax.jit(jax.vmap(init))(member_seeds, member_lrs)
-    return jax.jit(jax.vmap(step, in_axes=(0, None, None, None)), donate_argnums=0), states
+    states, step, _ = train.sweep_program(make, task, cfg, steps_per_epoch, np.repeat(lrs, len(seeds)),
+                                          np.tile(seeds, len(lrs)))
+    return step, states
 
 
 def main() -> None:

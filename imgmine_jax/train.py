@@ -582,6 +582,34 @@ class SweepResult:
         return np.asarray(self.history[-1][name])
 
 
+def sweep_program(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, cfg: TrainConfig,
+                  steps_per_epoch: int, learning_rates: np.ndarray, seeds: np.ndarray
+                  ) -> tuple[Any, Callable, Callable]:
+    """The stacked states and the jitted, vmapped steps that :func:`sweep` runs.
+
+    Member ``i`` is ``make_model(nnx.Rngs(seeds[i]))`` with its optimiser at peak
+    ``learning_rates[i]``. Returns ``(states, step_fn, eval_fn)``: ``step_fn(states, arrays,
+    idx, key)`` (states donated) and ``eval_fn(model_states, arrays, idx, mask)`` share the
+    batch and key across members.
+    """
+    def init(seed, lr):
+        model = make_model(nnx.Rngs(jax.random.key(seed)))  # == nnx.Rngs(seed), traceable
+        model.train()
+        return nnx.state((model, nnx.Optimizer(model, make_optimizer(cfg, steps_per_epoch, lr), wrt=nnx.Param)))
+
+    template = make_model(nnx.Rngs(0))
+    template.train()
+    graph_train = nnx.graphdef((template, nnx.Optimizer(template, make_optimizer(cfg, steps_per_epoch),
+                                                        wrt=nnx.Param)))
+    template.eval()
+    graph_eval = nnx.graphdef(template)
+    states = jax.jit(jax.vmap(init))(seeds, learning_rates)
+    step_fn = jax.jit(jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None)),
+                      donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(eval_step_fn(graph_eval, task), in_axes=(0, None, None, None)))
+    return states, step_fn, eval_fn
+
+
 def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
           cfg: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[int], *,
           progress: bool | None = None, log: Callable[[str], None] | None = print,
@@ -609,22 +637,8 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
     steps = n // cfg.batch_size
-
-    def init(seed, lr):
-        model = make_model(nnx.Rngs(jax.random.key(seed)))  # == nnx.Rngs(seed), traceable
-        model.train()
-        return nnx.state((model, nnx.Optimizer(model, make_optimizer(cfg, steps, lr), wrt=nnx.Param)))
-
-    template = make_model(nnx.Rngs(0))
-    template.train()
-    graph_train = nnx.graphdef((template, nnx.Optimizer(template, make_optimizer(cfg, steps), wrt=nnx.Param)))
-    template.eval()
-    graph_eval = nnx.graphdef(template)
-    states = jax.jit(jax.vmap(init))(member_seeds, lrs)
+    states, step_fn, eval_fn = sweep_program(make_model, task, cfg, steps, lrs, member_seeds)
     base_key = jax.random.key(cfg.seed)
-    step_fn = jax.jit(jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None)),
-                      donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(eval_step_fn(graph_eval, task), in_axes=(0, None, None, None)))
     train_dev, val_dev = data_lib.to_device(train), data_lib.to_device(val)
     schedule = lr_schedule(cfg, steps)
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
