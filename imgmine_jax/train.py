@@ -566,6 +566,41 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
     return np.concatenate(outs)[: len(images)]
 
 
+def tta_views(shift: int = 1, flip: bool = False) -> list[tuple[int, int, bool]]:
+    """Test-time augmentation views ``(dy, dx, flip)``: the image, its ``shift``-pixel moves
+    up/down/left/right (if ``shift``), and the mirror image of each (if ``flip``)."""
+    if not isinstance(shift, (int, np.integer)) or shift < 0:
+        raise ValueError(f"shift must be a non-negative integer (pixels); got {shift!r}")
+    moves = [(0, 0)] + ([(-shift, 0), (shift, 0), (0, -shift), (0, shift)] if shift else [])
+    return [(dy, dx, f) for f in ((False, True) if flip else (False,)) for dy, dx in moves]
+
+
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Move uint8 images ``(N, H, W, C)`` by ``dy`` rows and ``dx`` columns, filling with zeros."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def predict_tta(model: nnx.Module, images: np.ndarray, *, shift: int = 1, flip: bool = False,
+                batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities averaged over test-time augmentation views (:func:`tta_views`).
+
+    The views should be transformations the model was trained to be invariant to (its
+    ``augment_shift`` / ``augment_flip``); mirror images are wrong for digits.
+    """
+    images = np.asarray(images)
+    probs = 0.0
+    views = tta_views(shift, flip)
+    for dy, dx, f in views:
+        x = shift_images(images, dy, dx)
+        x = np.ascontiguousarray(x[:, :, ::-1]) if f else x
+        probs = probs + jax.nn.softmax(jnp.asarray(predict(model, x, batch_size)), axis=-1)
+    return np.asarray(probs / len(views))
+
+
 # --------------------------------------------------------------------------- vmapped sweeps
 
 @dataclasses.dataclass

@@ -136,3 +136,29 @@ def test_without_validation_the_last_epoch_is_kept(mnist_train):
     assert result.best_epoch == 3
     final = np.asarray(jax.tree.leaves(nnx.state(result.trainer.state[0], nnx.Param))[0])
     np.testing.assert_array_equal(np.asarray(jax.tree.leaves(nnx.state(result.model, nnx.Param))[0]), final)
+
+
+def test_shift_images_moves_pixels_and_fills_zeros(mnist_test):
+    x = mnist_test.images[:3]
+    moved = train.shift_images(x, 2, -1)
+    np.testing.assert_array_equal(moved[:, 2:, :-1], x[:, :-2, 1:])
+    assert not moved[:, :2].any() and not moved[:, :, -1:].any()
+    np.testing.assert_array_equal(train.shift_images(x, 0, 0), x)
+    np.testing.assert_array_equal(train.shift_images(train.shift_images(x, 0, 3), 0, -3)[:, :, :-3], x[:, :, :-3])
+
+
+def test_predict_tta_averages_the_views(mnist_test):
+    assert train.tta_views(0) == [(0, 0, False)]
+    assert len(train.tta_views(1)) == 5 and len(train.tta_views(2, flip=True)) == 10
+    with pytest.raises(ValueError, match="shift"):
+        train.tta_views(-1)
+    model = _seed_cnn()
+    x = mnist_test.images[:50]
+    single = np.asarray(jax.nn.softmax(train.predict(model, x), axis=-1))
+    np.testing.assert_allclose(train.predict_tta(model, x, shift=0), single, rtol=1e-5, atol=1e-7)
+    views = [np.asarray(jax.nn.softmax(train.predict(model, train.shift_images(x, dy, dx)[:, :, ::-1] if f
+                                                     else train.shift_images(x, dy, dx)), axis=-1))
+             for dy, dx, f in train.tta_views(1, flip=True)]
+    tta = train.predict_tta(model, x, shift=1, flip=True)
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(tta.sum(-1), 1.0, rtol=1e-5)
