@@ -214,6 +214,12 @@ def test_classifier_scorer_fid_and_is_on_real_and_noised_images(mnist_test):
     assert 1.0 <= same["is"] <= 10.0 and same["predictions"].shape == (1000,)
     with pytest.raises(ValueError, match="uint8"):
         scorer.outputs(real.astype(np.float32))
+    # scoring precomputed outputs is the same as scoring the images
+    feats, logits = scorer.outputs(noisy)
+    again = scorer.score_outputs(feats, logits, ref)
+    assert again["is"] == scorer.score(noisy, ref)["is"] and again["fid"] == scorer.score(noisy, ref)["fid"]
+    assert scorer.calibrate(real, mnist_test.labels[:1000]) == scorer.calibrate(
+        real, mnist_test.labels[:1000], logits=scorer.outputs(real)[1])
 
 
 def test_inception_score_bounds():
@@ -255,3 +261,46 @@ def test_averaged_generator_follows_the_trained_one(mnist_train):
                     np.testing.assert_array_equal(p[k], live)
                 elif not np.array_equal(start[k], live):
                     assert not np.array_equal(p[k], live) and not np.array_equal(p[k], start[k])
+
+
+# --------------------------------------------------------------------------- self-conditioning
+
+def test_pixel_clusters_group_digits_without_labels(mnist_train):
+    images, labels = mnist_train.images[:3000], mnist_train.labels[:3000]
+    ids = gan.pixel_clusters(images, 30, seed=0)
+    assert ids.shape == (3000,) and ids.dtype == np.int32
+    assert set(np.unique(ids)) == set(range(30))
+    # far purer than chance (~0.11): pixel clusters are mostly one digit each
+    assert metrics.purity(labels, ids) > 0.7
+    np.testing.assert_array_equal(ids, gan.pixel_clusters(images, 30, seed=0))
+    with pytest.raises(ValueError, match="k must be an integer"):
+        gan.pixel_clusters(images[:10], 11)
+
+
+def test_draw_labels_follows_the_label_frequencies():
+    labels = np.repeat(np.arange(4), [100, 300, 600, 0]).astype(np.int32)
+    drawn = gan.draw_labels(labels, 20000, seed=0, num_classes=4)
+    assert drawn.shape == (20000,) and drawn.dtype == np.int32
+    np.testing.assert_allclose(np.bincount(drawn, minlength=4) / 20000, [0.1, 0.3, 0.6, 0.0], atol=0.015)
+    np.testing.assert_array_equal(drawn, gan.draw_labels(labels, 20000, seed=0, num_classes=4))
+    with pytest.raises(ValueError, match="non-negative integers"):
+        gan.draw_labels(np.array([0.5, 1.0]), 4, seed=0)
+
+
+def test_epoch_scores_generate_with_given_labels(mnist_test):
+    net = models.build("resnet", models.classifier_config("resnet", 10, (28, 28, 1), widths=[8, 16]))
+    scorer = gan.ClassifierScorer(net, batch_size=200)
+    ref = scorer.statistics(mnist_test.images[:200])
+    model = gan.GAN(latent_dim=16, width=8, num_classes=30, rngs=nnx.Rngs(0))
+    task = gan.GANTask(latent_dim=16, conditional=True)
+    trainer = train.Trainer(model, task, task.make_optimizer(model))
+    ids = np.arange(200, dtype=np.int32) % 30
+    scores = gan.EpochScores(model.generator_ema, scorer, ref, num_samples=200, seed=0, labels=ids)
+    out = scores(trainer)
+    assert set(out) == {"fid", "is"}        # cluster ids are not classes: no class accuracy
+    balanced = gan.EpochScores(model.generator_ema, scorer, ref, num_samples=200, seed=0)
+    assert "class_accuracy" in balanced(trainer)
+    with pytest.raises(ValueError, match="shape"):
+        gan.EpochScores(model.generator_ema, scorer, ref, num_samples=200, seed=0, labels=ids[:10])
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.EpochScores(_gan().generator_ema, scorer, ref, num_samples=200, seed=0, labels=ids)

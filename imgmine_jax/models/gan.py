@@ -8,6 +8,10 @@
   2018): ``logit = w . h + embed(y) . h`` for the flattened features ``h``.
 * :class:`GAN` -- both networks in one module, so that one ``nnx.split`` state holds
   everything that trains (and one checkpoint saves it).
+* Self-conditioning (Liu et al., 2020): :func:`pixel_clusters` gives unsupervised
+  pseudo-labels (k-means on pixels) on which the conditional networks train as if they
+  were classes, and :func:`draw_labels` samples them with their frequencies -- an
+  unconditional model of the images built from the conditional one, with no labels.
 * :class:`GANTask` -- what :func:`imgmine_jax.train.fit` needs to train a GAN: its own
   pair of Adam optimisers (:class:`GANOptimizer`) and an update that takes one
   discriminator step and then one generator step inside the same jitted step, with the
@@ -332,6 +336,36 @@ def sample(model: GAN, z: np.ndarray, labels: np.ndarray | None = None, batch_si
     return Sampler(g, batch_size)(nnx.state(g), z, labels)
 
 
+def pixel_clusters(images: np.ndarray, k: int, *, seed: int = 0, dims: int = 50) -> np.ndarray:
+    """Pseudo-labels without labels: k-means cluster ids ``(N,)`` int32 of images' pixels.
+
+    The pixels are reduced to ``dims`` principal components first, which keeps k-means on
+    tens of thousands of images to seconds. A self-conditioned GAN (Liu et al., 2020) trains as a
+    conditional GAN on these ids and samples ids from their frequencies
+    (:func:`draw_labels`): it learns p(x) = sum_k p(k) p(x | k) without ever seeing a class.
+    """
+    from sklearn.decomposition import PCA
+
+    from imgmine_jax import mining
+
+    x = mining.pixels(images)
+    if not isinstance(k, (int, np.integer)) or not 2 <= k <= len(x):
+        raise ValueError(f"k must be an integer in [2, {len(x)}]; got {k!r}")
+    with mining._sklearn_threads():
+        reduced = PCA(n_components=min(dims, x.shape[1], len(x)), random_state=seed).fit_transform(x)
+    return mining.kmeans(reduced, int(k), seed=seed).astype(np.int32)
+
+
+def draw_labels(labels: np.ndarray, n: int, seed: int, num_classes: int | None = None) -> np.ndarray:
+    """``n`` labels drawn with the frequencies of ``labels`` (e.g. :func:`pixel_clusters`' ids)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not len(labels) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"labels must be a non-empty 1-D array of non-negative integers; got {labels.dtype} "
+                         f"{labels.shape}")
+    freq = np.bincount(labels, minlength=num_classes or 0).astype(np.float64)
+    return np.random.default_rng(seed).choice(len(freq), size=n, p=freq / freq.sum()).astype(np.int32)
+
+
 def latents(seed: int, n: int, latent_dim: int) -> np.ndarray:
     """``n`` standard-normal latent vectors from ``seed`` (a fixed noise batch)."""
     return np.asarray(jax.random.normal(jax.random.key(seed), (n, latent_dim)), dtype=np.float32)
@@ -402,11 +436,14 @@ class ClassifierScorer:
         n = len(images)
         return np.concatenate(jax.device_get(feats))[:n], np.concatenate(jax.device_get(logits))[:n]
 
-    def calibrate(self, images: np.ndarray, labels: np.ndarray) -> float:
-        """Fit and keep the temperature on held-out labelled real images; returns it."""
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None) -> float:
+        """Fit and keep the temperature on held-out labelled real images; returns it.
+
+        ``logits``: the images' logits if already computed (``outputs(images)[1]``).
+        """
         from imgmine_jax import metrics
 
-        self.temperature = metrics.fit_temperature(self.outputs(images)[1], labels)
+        self.temperature = metrics.fit_temperature(self.outputs(images)[1] if logits is None else logits, labels)
         return self.temperature
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
@@ -416,9 +453,13 @@ class ClassifierScorer:
 
     def score(self, images: np.ndarray, reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
         """``{"is", "fid"(vs reference stats), "predictions"}`` of uint8 ``images``."""
+        return self.score_outputs(*self.outputs(images), reference)
+
+    def score_outputs(self, feats: np.ndarray, logits: np.ndarray,
+                      reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+        """:meth:`score` from already computed ``(features, logits) = outputs(images)``."""
         from imgmine_jax import metrics
 
-        feats, logits = self.outputs(images)
         probs = self.probabilities(logits)
         out = {"is": metrics.inception_score(probs), "predictions": probs.argmax(-1),
                "confidence": probs.max(-1)}
@@ -440,15 +481,25 @@ class EpochScores:
     GAN is conditional) with the current generator in eval mode, scores them against
     ``reference`` feature statistics, and keeps the images of the first ``keep`` latents
     per epoch in ``frames`` (for the progression animation).
+
+    ``labels``: the conditioning labels to generate with instead of balanced classes
+    (e.g. cluster ids drawn by :func:`draw_labels`); the classifier's accuracy on the
+    requested class is then not reported, since such labels are not its classes.
     """
 
     def __init__(self, generator: Generator, scorer: ClassifierScorer, reference, *, num_samples: int,
-                 seed: int, keep: int = 64, prefix: str = ""):
+                 seed: int, keep: int = 64, prefix: str = "", labels: np.ndarray | None = None):
         self.sampler = Sampler(generator)
         self.scorer, self.reference, self.prefix = scorer, reference, prefix
         self.z = latents(seed, num_samples, generator.latent_dim)
-        self.labels = (np.arange(num_samples, dtype=np.int32) % generator.num_classes
-                       if generator.num_classes else None)
+        if labels is not None and not generator.num_classes:
+            raise ValueError("labels were given for an unconditional generator (num_classes=0)")
+        if labels is not None and np.shape(labels) != (num_samples,):
+            raise ValueError(f"labels must have shape ({num_samples},); got {np.shape(labels)}")
+        self.requested_classes = labels is None
+        if labels is None and generator.num_classes:
+            labels = np.arange(num_samples, dtype=np.int32) % generator.num_classes
+        self.labels = None if labels is None else np.asarray(labels, np.int32)
         self.keep = keep
         self.frames: dict[int, np.ndarray] = {}   # training step -> uint8 images
 
@@ -457,6 +508,6 @@ class EpochScores:
         self.frames[trainer.step] = images[: self.keep]   # keyed by step: survives a resume
         s = self.scorer.score(images, self.reference)
         out = {f"{self.prefix}fid": s["fid"], f"{self.prefix}is": s["is"]}
-        if self.labels is not None:
+        if self.labels is not None and self.requested_classes:
             out[f"{self.prefix}class_accuracy"] = float(np.mean(s["predictions"] == self.labels))
         return out
