@@ -144,11 +144,25 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array
     """
     if max_shift == 0:
         return images
-    n, h, w, _ = images.shape
-    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
-    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * max_shift + 1)
+    return _pad_and_crop(images, max_shift, offsets)
+
+
+def _pad_and_crop(images: jax.Array, pad: int, offsets: jax.Array, fill=0) -> jax.Array:
+    """Each image padded by ``pad`` pixels of ``fill``, then cropped back to its size at its
+    ``offsets`` row ``(top, left)``: a translation by ``(pad - top, pad - left)``."""
+    n, h, w, c = images.shape
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=fill)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c))
     return jax.vmap(crop)(padded, offsets)
+
+
+def shift_images(images: jax.Array, dy: int, dx: int, fill=0) -> jax.Array:
+    """Move images ``(N, H, W, C)`` by ``dy`` rows and ``dx`` columns, filling with ``fill``
+    (0: black, the background of digits and clothes)."""
+    pad = max(abs(dy), abs(dx))
+    offsets = jnp.broadcast_to(jnp.array([pad - dy, pad - dx]), (images.shape[0], 2))
+    return _pad_and_crop(jnp.asarray(images), pad, offsets, fill)
 
 
 def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
@@ -575,30 +589,25 @@ def tta_views(shift: int = 1, flip: bool = False) -> list[tuple[int, int, bool]]
     return [(dy, dx, f) for f in ((False, True) if flip else (False,)) for dy, dx in moves]
 
 
-def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Move uint8 images ``(N, H, W, C)`` by ``dy`` rows and ``dx`` columns, filling with zeros."""
-    out = np.zeros_like(images)
-    h, w = images.shape[1:3]
-    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
-
-
 def predict_tta(model: nnx.Module, images: np.ndarray, *, shift: int = 1, flip: bool = False,
                 batch_size: int = 1000) -> np.ndarray:
     """Class probabilities averaged over test-time augmentation views (:func:`tta_views`).
 
     The views should be transformations the model was trained to be invariant to (its
-    ``augment_shift`` / ``augment_flip``); mirror images are wrong for digits.
+    ``augment_shift`` / ``augment_flip``); mirror images are wrong for digits. All views of
+    a batch are made and classified on the device, in the one program :func:`predict` jits.
     """
-    images = np.asarray(images)
-    probs = 0.0
     views = tta_views(shift, flip)
-    for dy, dx, f in views:
-        x = shift_images(images, dy, dx)
-        x = np.ascontiguousarray(x[:, :, ::-1]) if f else x
-        probs = probs + jax.nn.softmax(jnp.asarray(predict(model, x, batch_size)), axis=-1)
-    return np.asarray(probs / len(views))
+    black = data_lib.normalize(jnp.zeros((), jnp.uint8))   # the fill, after normalisation
+
+    def mean_probabilities(m, x):
+        probs = 0.0
+        for dy, dx, f in views:
+            v = shift_images(x, dy, dx, fill=black)
+            probs = probs + jax.nn.softmax(m(v[:, :, ::-1] if f else v), axis=-1)
+        return probs / len(views)
+
+    return predict(model, images, batch_size, fn=mean_probabilities)
 
 
 # --------------------------------------------------------------------------- vmapped sweeps
