@@ -142,6 +142,15 @@ def cluster_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]
             "purity": metrics.purity(labels, clusters)}
 
 
+def pca(x: np.ndarray, dims: int, *, seed: int = 0) -> np.ndarray:
+    """The rows of ``x`` projected on their first ``dims`` principal components (at most the
+    rank the data allows), float32."""
+    from sklearn.decomposition import PCA
+
+    with _sklearn_threads():
+        return PCA(n_components=min(dims, *x.shape), random_state=seed).fit_transform(x).astype(np.float32)
+
+
 MAP_METHODS = ("tsne", "pca")
 
 

@@ -344,16 +344,10 @@ def pixel_clusters(images: np.ndarray, k: int, *, seed: int = 0, dims: int = 50)
     conditional GAN on these ids and samples ids from their frequencies
     (:func:`draw_labels`): it learns p(x) = sum_k p(k) p(x | k) without ever seeing a class.
     """
-    from sklearn.decomposition import PCA
-
     from imgmine_jax import mining
 
-    x = mining.pixels(images)
-    if not isinstance(k, (int, np.integer)) or not 2 <= k <= len(x):
-        raise ValueError(f"k must be an integer in [2, {len(x)}]; got {k!r}")
-    with mining._sklearn_threads():
-        reduced = PCA(n_components=min(dims, x.shape[1], len(x)), random_state=seed).fit_transform(x)
-    return mining.kmeans(reduced, int(k), seed=seed).astype(np.int32)
+    reduced = mining.pca(mining.pixels(images), dims, seed=seed)
+    return mining.kmeans(reduced, k, seed=seed).astype(np.int32)
 
 
 def draw_labels(labels: np.ndarray, n: int, seed: int, num_classes: int | None = None) -> np.ndarray:
