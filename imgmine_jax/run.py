@@ -349,7 +349,8 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
             p = fw["project"]
             compile_s = f"{p['compile_seconds']:.1f}" + (f" / {p['eval_compile_seconds']:.1f}"
                                                          if "eval_compile_seconds" in p else "")
-            lines.append(f"| {m['title']} ({m['unit']}/s) | {m['batch_size']} | {rate('project')} | "
+            split = f"; project on {m['cpu_devices']} CPU devices" if m.get("cpu_devices", 1) > 1 else ""
+            lines.append(f"| {m['title']} ({m['unit']}/s{split}) | {m['batch_size']} | {rate('project')} | "
                          f"{rate('pytorch')} | {rate('keras')} | {ratio('pytorch')} | {ratio('keras')} | "
                          f"{compile_s} | {p['gflops']:.1f} ({100 * p['fraction_of_matmul_peak']:.0f}%) "
                          f"| {mem('project')} / {mem('pytorch')} / {mem('keras')} |")

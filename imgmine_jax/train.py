@@ -340,6 +340,7 @@ class Trainer:
         def traced(*args):
             self._traces[name] += 1
             return fn(*args)
+        traced.__name__ = traced.__qualname__ = f"{name}_step"   # names the program in logs and profiles
         return traced
 
     def sync_model(self, model_state=None) -> nnx.Module:
@@ -558,10 +559,12 @@ def format_row(row: dict) -> str:
 
 
 def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
-            fn: Callable[[nnx.Module, jax.Array], jax.Array] | None = None) -> np.ndarray:
+            fn: Callable[[nnx.Module, jax.Array], jax.Array] | None = None,
+            data_parallel: parallel_lib.DataParallel | None = None) -> np.ndarray:
     """Apply ``fn(model, normalized_images)`` (default: the logits) in eval mode, batched and jitted.
 
-    ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`.
+    ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`. With several
+    devices (``data_parallel``, default: this process's) each batch is split over them.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
@@ -570,13 +573,15 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
     fn = fn or (lambda m, x: m(x))
     model.eval()
     graphdef, state = nnx.split(model)
+    dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
+    state = dp.replicate(state)
 
     @jax.jit
     def apply(state, x):
         return fn(nnx.merge(graphdef, state), data_lib.normalize(x))
 
-    idx, mask = data_lib.eval_batches(len(images), min(batch_size, len(images)))
-    outs = [np.asarray(apply(state, images[i])) for i in idx]
+    idx, mask = data_lib.eval_batches(len(images), -(-min(batch_size, len(images)) // dp.size) * dp.size)
+    outs = [np.asarray(apply(state, dp.shard_batch(images[i]))) for i in idx]
     return np.concatenate(outs)[: len(images)]
 
 
@@ -627,14 +632,18 @@ class SweepResult:
 
 
 def sweep_program(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, cfg: TrainConfig,
-                  steps_per_epoch: int, learning_rates: np.ndarray, seeds: np.ndarray
-                  ) -> tuple[Any, Callable, Callable]:
+                  steps_per_epoch: int, learning_rates: np.ndarray, seeds: np.ndarray,
+                  mesh: jax.sharding.Mesh | None = None) -> tuple[Any, Callable, Callable]:
     """The stacked states and the jitted, vmapped steps that :func:`sweep` runs.
 
     Member ``i`` is ``make_model(nnx.Rngs(seeds[i]))`` with its optimiser at peak
     ``learning_rates[i]``. Returns ``(states, step_fn, eval_fn)``: ``step_fn(states, arrays,
     idx, key)`` (states donated) and ``eval_fn(model_states, arrays, idx, mask)`` share the
     batch and key across members.
+
+    ``mesh`` (:func:`imgmine_jax.parallel.member_mesh`): split the members over its devices
+    with ``jax.shard_map``, each device running the vmapped step on its share; the arrays,
+    batch and key must then be replicated on the mesh.
     """
     def init(seed, lr):
         model = make_model(nnx.Rngs(jax.random.key(seed)))  # == nnx.Rngs(seed), traceable
@@ -647,17 +656,24 @@ def sweep_program(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, cfg:
                                                         wrt=nnx.Param)))
     template.eval()
     graph_eval = nnx.graphdef(template)
-    states = jax.jit(jax.vmap(init))(seeds, learning_rates)
-    step_fn = jax.jit(jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None)),
-                      donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(eval_step_fn(graph_eval, task), in_axes=(0, None, None, None)))
-    return states, step_fn, eval_fn
+    step = jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None))
+    evaluate_members = jax.vmap(eval_step_fn(graph_eval, task), in_axes=(0, None, None, None))
+    placement = {}
+    if mesh is not None:
+        members, shared = jax.sharding.PartitionSpec(parallel_lib.MEMBERS), jax.sharding.PartitionSpec()
+        specs = dict(mesh=mesh, in_specs=(members, shared, shared, shared), out_specs=members,
+                     check_vma=False)   # the members' custom-VJP convolution carries no varying-axis types
+        step, evaluate_members = jax.shard_map(step, **specs), jax.shard_map(evaluate_members, **specs)
+        placement = {"out_shardings": jax.sharding.NamedSharding(mesh, members)}
+    states = jax.jit(jax.vmap(init), **placement)(seeds, learning_rates)
+    return states, jax.jit(step, donate_argnums=0), jax.jit(evaluate_members)
 
 
 def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
           cfg: TrainConfig, learning_rates: Sequence[float], seeds: Sequence[int], *,
           progress: bool | None = None, log: Callable[[str], None] | None = print,
-          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1) -> SweepResult:
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+          devices: Sequence[jax.Device] | None = None) -> SweepResult:
     """Train one model per ``(learning_rate, seed)`` pair *together*, in one compiled program.
 
     Every member is built by ``make_model(nnx.Rngs(seed))`` and trained with ``cfg``
@@ -666,6 +682,11 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     initialisation (and the dropout stream, which lives in the model); batches and
     augmentation draws come from ``cfg.seed`` and are shared. So member ``i`` is
     exactly ``fit(make_model(nnx.Rngs(seeds[i])), ..., replace(cfg, learning_rate=lrs[i]))``.
+
+    With several devices (``devices``, default: every local one; more than one CPU device
+    with :func:`imgmine_jax.parallel.use_cpu_devices`), the members are split over as many
+    of them as divide their number evenly, each device training its share in the same
+    program (:func:`imgmine_jax.parallel.member_mesh`).
 
     ``checkpoint_dir`` / ``checkpoint_every``: as in :func:`fit`: the stacked states, step,
     history and time are saved with Orbax, and a rerun with the same arguments resumes
@@ -681,9 +702,11 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
     steps = n // cfg.batch_size
-    states, step_fn, eval_fn = sweep_program(make_model, task, cfg, steps, lrs, member_seeds)
+    mesh = parallel_lib.member_mesh(len(lrs), devices)
+    states, step_fn, eval_fn = sweep_program(make_model, task, cfg, steps, lrs, member_seeds, mesh)
     base_key = jax.random.key(cfg.seed)
-    train_dev, val_dev = data_lib.to_device(train), data_lib.to_device(val)
+    shared = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    train_dev, val_dev = data_lib.to_device(train, shared), data_lib.to_device(val, shared)
     schedule = lr_schedule(cfg, steps)
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
     history, total, step, start = [], 0.0, 0, 1

@@ -3,7 +3,8 @@
     python tests/parallel_worker.py OUTPUT.npz
 
 Trains the same small ResNet (batch norm, dropout, augmentation) on one device and on
-all four, and saves both histories and final parameters.
+all four, and a SeedCNN sweep with its members on one device and split over several;
+saves the histories, final parameters and validation losses.
 """
 import json
 import sys
@@ -45,4 +46,26 @@ try:
               data_parallel=parallel.DataParallel(jax.devices()))
 except ValueError as err:
     out["odd_batch_error"] = str(err)
+# prediction split over the four devices (301 images: a padded last batch) equals one device's
+trained = result.model
+out["predict_one"] = train.predict(trained, tr.images[:301], batch_size=128,
+                                   data_parallel=parallel.DataParallel(jax.devices()[:1]))
+out["predict_four"] = train.predict(trained, tr.images[:301], batch_size=128)
+# a sweep's members split over devices: six members on three of the four devices
+sweep_cfg = train.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+seed_config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+    swept = train.sweep(lambda rngs: models.REGISTRY["seed_cnn"](**seed_config, rngs=rngs),
+                        train.Classification(10, augment_shift=1), tr.arrays(), va.arrays(), sweep_cfg,
+                        [3e-4, 1e-3, 3e-3], [0, 1], progress=False, log=None, devices=devices)
+    out[f"sweep_{name}_devices"] = len(jax.tree.leaves(swept.states)[0].sharding.device_set)
+    out[f"sweep_{name}_val_loss"] = swept.final("val_loss")
+meshes = [parallel.member_mesh(m) for m in (8, 6, 2, 7, 1)]
+out["member_mesh_sizes"] = np.array([0 if mesh is None else mesh.size for mesh in meshes])
+# the CPU device count can be restated, not changed, once JAX has started
+parallel.use_cpu_devices(4)
+try:
+    parallel.use_cpu_devices(2)
+except RuntimeError as err:
+    out["late_cpu_devices_error"] = str(err)
 np.savez(sys.argv[1], **out)

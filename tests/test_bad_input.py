@@ -106,7 +106,7 @@ CASES = [
     ("misspelt notebook parameter", lambda t: run.run_notebook(NB01, t, "quick", {"epoch": 3}),
      ValueError, r"01_cnn_classification has no parameter 'epoch'; expected one of .*'epochs'"),
     ("string where a number is expected", lambda t: run.run_notebook(NB01, t, "quick", {"epochs": "3"}),
-     ValueError, r"parameter epochs='3' of 01_cnn_classification must be a int like its default 8; got a str"),
+     ValueError, r"parameter epochs='3' of 01_cnn_classification must be a int like its default 10; got a str"),
     ("float where an integer is expected", lambda t: run.check_parameters(NB01, {"batch_size": 32.5}),
      ValueError, r"batch_size=32.5 .* must be a int"),
     ("malformed -p option", lambda t: run.main(["-p", "epochs3", "01"]),

@@ -42,6 +42,8 @@ def test_quick_suite_writes_a_well_formed_report(tmp_path):
     assert project["eval_compile_seconds"] > 0
     assert project["compilations"]["recompiled"] is False
     assert project["compilations"]["train_step_traces"] == 1
+    assert project["compilations"]["compiled_while_timed"] == 0
+    assert model["cpu_devices"] == 2 and len(project["devices"]) == 2   # as notebook 01 runs SeedCNN
     assert model["flops_per_item"] > 1e6            # SeedCNN: ~16 MFLOP per image and step
     assert 0 < project["gflops"] and 0 < project["fraction_of_matmul_peak"]
     assert 0 < project["memory"]["baseline_mib"] <= project["memory"]["peak_mib"]

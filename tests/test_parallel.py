@@ -1,4 +1,4 @@
-"""Data parallelism: four (forced CPU) devices follow the one-device trajectory."""
+"""Data parallelism: four (forced CPU) devices follow the one-device trajectory; sweeps split their members."""
 from __future__ import annotations
 
 import json
@@ -30,6 +30,16 @@ def test_four_devices_match_one_device_within_float_tolerance(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=2e-3, abs=2e-3), (k, a[k], b[k])
+    assert out["predict_four"].shape == (301, 10)
+    np.testing.assert_allclose(out["predict_four"], out["predict_one"], rtol=0, atol=1e-5)
+    # the sweep's six members ran on three devices, two each, and trained as on one device
+    assert int(out["sweep_one_devices"]) == 1 and int(out["sweep_four_devices"]) == 3
+    assert out["member_mesh_sizes"].tolist() == [4, 3, 2, 0, 0], "devices that split 8, 6, 2, 7, 1 members"
+    np.testing.assert_allclose(out["sweep_four_val_loss"], out["sweep_one_val_loss"], rtol=1e-3)
+    assert len(set(np.round(out["sweep_one_val_loss"], 4))) == 6        # the members really differ
+    assert str(out["late_cpu_devices_error"]) == (
+        "use_cpu_devices(2) came after JAX started with 4 CPU device(s); "
+        "call it before any JAX computation (restart the kernel)")
     # after one step the parameters agree to float rounding; after 50 Adam steps tiny rounding
     # differences have grown (Adam rescales near-zero gradients), but stay small
     for prefix, atol in (("step1_", 1e-5), ("", 1e-2)):
@@ -45,3 +55,10 @@ def test_one_device_is_the_identity():
     idx = np.arange(8)
     assert dp.shard_batch(idx) is idx and dp.size == 1
     dp.check_batch_size(7)
+
+
+@pytest.mark.parametrize("count", [0, -2, 1.5, True, "2"])
+def test_use_cpu_devices_rejects_a_bad_count(count):
+    with pytest.raises(ValueError, match=r"use_cpu_devices needs a positive integer device count; got "):
+        parallel.use_cpu_devices(count)
+
