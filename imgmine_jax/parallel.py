@@ -95,6 +95,11 @@ class DataParallel:
         """
         return {} if self.mesh is None else {"out_shardings": self._replicated}
 
+    def eval_batch_size(self, batch_size: int, num_examples: int) -> int:
+        """``min(batch_size, num_examples)`` rounded up to a multiple of the device count: one
+        batch shape for a whole evaluation pass that splits evenly (the padding is masked)."""
+        return -(-min(batch_size, num_examples) // self.size) * self.size
+
     def check_batch_size(self, batch_size: int) -> None:
         if batch_size % self.size:
             raise ValueError(f"batch_size={batch_size} cannot be split evenly over {self.size} devices; "
@@ -107,7 +112,7 @@ class DataParallel:
         return jax.tree.map(lambda x: _put(x, self._replicated), tree)
 
     def shard_batch(self, idx: np.ndarray) -> jax.Array:
-        """One step's ``(batch,)`` indices (or masks), split along the batch axis."""
+        """One step's batch -- indices, masks or images -- split along its first axis."""
         if self.mesh is None:
             return idx
         return _put(np.asarray(idx), self._batch)
@@ -121,7 +126,9 @@ def member_mesh(members: int, devices: Sequence[jax.Device] | None = None) -> Me
     where every process runs the whole sweep).
     """
     if devices is None:
-        devices = jax.local_devices() if jax.process_count() == 1 else jax.local_devices()[:1]
+        if jax.process_count() > 1:
+            return None
+        devices = jax.local_devices()
     count = max(k for k in range(1, len(devices) + 1) if members % k == 0)
     return Mesh(np.array(list(devices)[:count]), (MEMBERS,)) if count > 1 else None
 

@@ -358,8 +358,8 @@ def evaluate(eval_step: Callable, model_state, arrays: dict, batch_size: int,
     count (the padding is masked) and split across devices.
     """
     n = len(next(iter(arrays.values())))
-    size = 1 if dp is None else dp.size
-    idx, mask = data_lib.eval_batches(n, -(-min(batch_size, n) // size) * size)
+    size = min(batch_size, n) if dp is None else dp.eval_batch_size(batch_size, n)
+    idx, mask = data_lib.eval_batches(n, size)
     shard = (lambda a: a) if dp is None else dp.shard_batch
     sums = None
     for i, m in zip(idx, mask):
@@ -580,7 +580,7 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
     def apply(state, x):
         return fn(nnx.merge(graphdef, state), data_lib.normalize(x))
 
-    idx, mask = data_lib.eval_batches(len(images), -(-min(batch_size, len(images)) // dp.size) * dp.size)
+    idx, _ = data_lib.eval_batches(len(images), dp.eval_batch_size(batch_size, len(images)))
     outs = [np.asarray(apply(state, dp.shard_batch(images[i]))) for i in idx]
     return np.concatenate(outs)[: len(images)]
 
