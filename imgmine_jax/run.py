@@ -313,8 +313,10 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
         headline = "<br>".join(f"{k}: {_format_value(v)}" for k, v in doc.get("metrics", {}).items()
                                if not isinstance(v, (dict, list)))
         device = doc.get("device", {})
+        # Results may come from different machines: name the processor beside the device count.
+        processor = f", {device['processor']}" if device.get("processor") else ""
         lines.append(f"| {stem} | {doc.get('profile')} | {headline} | {doc.get('wall_seconds', 0):.0f} s | "
-                     f"{device.get('platform', '?')} x{device.get('count', '?')} | "
+                     f"{device.get('platform', '?')} x{device.get('count', '?')}{processor} | "
                      f"[html]({stem}/{stem}.html) · [ipynb]({stem}/{stem}.ipynb) |")
         names = doc.get("key_figures") or [p.stem for p in sorted((metrics_file.parent / "figures").glob("*.png"))[:3]]
         thumbs = " ".join(f'<img src="{stem}/figures/{n}.png" width="260" alt="{n}">' for n in names)

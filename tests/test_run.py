@@ -50,6 +50,8 @@ def test_failed_notebook_keeps_previous_results(tmp_path):
     index = run.write_index(results).read_text()
     assert "| 98_demo | quick | answer: 42 |" in index
     assert 'src="98_demo/figures/line.png"' in index
+    device = json.loads(before)["device"]     # results may come from several machines: each row names its CPU
+    assert f"| {device['platform']} x{device['count']}, {device['processor']} |" in index
 
 
 def test_report_refuses_untitled_figures_and_unknown_profiles(tmp_path, monkeypatch):
