@@ -37,7 +37,7 @@ from imgmine_jax import data as data_lib
 from imgmine_jax import parallel as parallel_lib
 from imgmine_jax.files import json_default
 
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "onecycle", "linear_decay")
 RESUME_ENV = "IMGMINE_RESUME"   # "0" turns off automatic resumable checkpoints in fit
 
 
@@ -48,7 +48,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
-    schedule: str = "onecycle"      # "constant" | "cosine" (warm-up + cosine) | "onecycle"
+    schedule: str = "onecycle"      # "constant" | "cosine" (warm-up + cosine) | "onecycle" |
+                                    # "linear_decay" (the peak for half the epochs, then linearly to 0)
     warmup_epochs: float = 1.0      # linear warm-up for "cosine"; ramp-up for "onecycle"
     weight_decay: float = 1e-4      # decoupled (AdamW), on kernels only
     label_smoothing: float = 0.0
@@ -96,6 +97,11 @@ def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
         return optax.constant_schedule(1.0)
     if cfg.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(warmup, 1), max(total, warmup + 1))
+    if cfg.schedule == "linear_decay":
+        # the GAN recipe of pix2pix / CycleGAN (Isola et al., 2017; Zhu et al., 2017)
+        hold = total // 2
+        return optax.join_schedules([optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, total - hold)],
+                                    [hold])
     # one-cycle: linear ramp to the peak, cosine anneal to 1/1000 of it (Smith, 2018)
     return optax.cosine_onecycle_schedule(total, 1.0, pct_start=max(warmup, 1) / total,
                                           div_factor=25.0, final_div_factor=40.0)
@@ -133,7 +139,8 @@ class Task(Protocol):
     #   make_optimizer(model, cfg, steps_per_epoch) -> an nnx.Object holding optimiser state
     #   update(model, optimizer, batch, key) -> per-batch metrics (must include "loss");
     #       updates model and optimizer in place (inside the jitted step)
-    #   learning_rate(step) -> float, for the history's "lr" column
+    #   learning_rate(step) -> float, the peak rate, for the history's "lr" column (times
+    #       the schedule of cfg.schedule, which the task's optimiser must follow too)
 
 
 def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
@@ -298,9 +305,10 @@ class Trainer:
     def learning_rate(self) -> float:
         """The learning rate of the next step (peak rate times the schedule)."""
         if hasattr(self.task, "learning_rate"):
-            return float(self.task.learning_rate(self.step))
-        opt_state = self.state[1]["opt_state"]
-        peak = -float(opt_state[3].hyperparams["step_size"].get_value())
+            peak = float(self.task.learning_rate(self.step))
+        else:
+            opt_state = self.state[1]["opt_state"]
+            peak = -float(opt_state[3].hyperparams["step_size"].get_value())
         return peak * (1.0 if self._schedule is None else float(self._schedule(self.step)))
 
     def run_epoch(self, arrays: dict, batch_indices: np.ndarray, progress: tqdm | None = None) -> dict:
@@ -425,11 +433,11 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     progress = show_progress(progress)
     steps = n // cfg.batch_size
     if hasattr(task, "make_optimizer"):
-        trainer = Trainer(model, task, task.make_optimizer(model, cfg, steps), seed=cfg.seed,
-                          data_parallel=data_parallel)
+        optimizer = task.make_optimizer(model, cfg, steps)
     else:
-        trainer = Trainer(model, task, make_optimizer(cfg, steps), seed=cfg.seed,
-                          schedule=lr_schedule(cfg, steps), data_parallel=data_parallel)
+        optimizer = make_optimizer(cfg, steps)
+    trainer = Trainer(model, task, optimizer, seed=cfg.seed, schedule=lr_schedule(cfg, steps),
+                      data_parallel=data_parallel)
     trainer.dp.check_batch_size(cfg.batch_size)
     train_dev = trainer.dp.replicate(train)
     val_dev = trainer.dp.replicate(val) if val is not None else None

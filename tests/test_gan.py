@@ -116,6 +116,30 @@ def test_gan_fit_compiles_once_keeps_last_epoch_and_records_epoch_metrics(mnist_
     assert result.history[0]["lr"] == task.lr_g
 
 
+def test_gan_optimisers_follow_the_configs_schedule(mnist_train):
+    """``linear_decay`` holds both learning rates for the first half, then lowers them: the
+    first epoch's weights equal a constant-rate run's, the second's differ, and the history
+    shows the generator's rate at each epoch's first step (9 steps: 4 held, then 1, 0.8, ...)."""
+    arrays = mnist_train.head(96).arrays()   # 3 steps per epoch at batch 32
+    task = gan.GANTask(latent_dim=16, conditional=False)
+    runs = {}
+    for schedule in ("constant", "linear_decay"):
+        cfg = train.TrainConfig(epochs=3, batch_size=32, schedule=schedule, warmup_epochs=0, seed=3)
+        per_epoch = []
+        result = train.fit(_gan(seed=3), task, arrays, None, cfg, monitor=None, progress=False, log=None,
+                           epoch_metrics=lambda tr: per_epoch.append(_params(tr.state)) or {})
+        runs[schedule] = (per_epoch, [r["lr"] for r in result.history])
+    (const, const_lr), (decay, decay_lr) = runs["constant"], runs["linear_decay"]
+    for k in const[0]:
+        np.testing.assert_array_equal(const[0][k], decay[0][k], err_msg=k)
+    assert any(not np.array_equal(const[1][k], decay[1][k]) for k in const[1])
+    assert const_lr == [task.lr_g] * 3
+    assert decay_lr == pytest.approx([task.lr_g, task.lr_g, 0.6 * task.lr_g])
+    # the schedule itself: peak for half the steps, then linearly to zero
+    shape = train.lr_schedule(train.TrainConfig(epochs=4, batch_size=32, schedule="linear_decay"), 10)
+    assert [float(shape(s)) for s in (0, 19, 20, 30, 40)] == pytest.approx([1, 1, 1, 0.5, 0])
+
+
 def test_gan_fit_resumes_bitwise_from_a_checkpoint(mnist_train, tmp_path):
     arrays = mnist_train.head(128).arrays()
     task = gan.GANTask(latent_dim=16, conditional=True, real_label=0.9)

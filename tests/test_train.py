@@ -110,7 +110,7 @@ def test_random_shift_moves_content_without_changing_mass(mnist_train):
     ("batch_size", 0, r"batch_size must be an integer >= 1"),
     ("learning_rate", 0.0, r"learning_rate must be a number > 0"),
     ("learning_rate", float("nan"), r"learning_rate must be a number > 0"),
-    ("schedule", "linear", r"schedule must be one of \('constant', 'cosine', 'onecycle'\); got 'linear'"),
+    ("schedule", "linear", r"schedule must be one of \('constant', 'cosine', 'onecycle', 'linear_decay'\); got 'linear'"),
     ("warmup_epochs", 20, r"warmup_epochs must be a number in \[0, epochs=10\]"),
     ("weight_decay", -1e-4, r"weight_decay must be a number >= 0"),
     ("label_smoothing", 1.0, r"label_smoothing must be a number in \[0, 1\)"),

@@ -35,6 +35,7 @@ import optax
 from flax import nnx
 
 from imgmine_jax import data as data_lib
+from imgmine_jax.train import lr_schedule
 
 UPSAMPLE = ("transpose", "depth_to_space", "resize")
 LEAK = 0.2
@@ -242,13 +243,23 @@ class GANTask:
 
     # -- what train.fit asks of a task that brings its own optimiser and update
     def make_optimizer(self, model: GAN, cfg=None, steps_per_epoch: int | None = None) -> GANOptimizer:
+        """Adam for each network at ``lr_g`` / ``lr_d``, both shaped by ``cfg.schedule`` when a
+        :class:`~imgmine_jax.train.TrainConfig` and the epoch length are given (else constant);
+        ``cfg.learning_rate`` is not used."""
         if not isinstance(model, GAN):
             raise TypeError(f"GANTask trains a models.gan.GAN; got {type(model).__name__}")
-        return GANOptimizer(model, optax.adam(self.lr_g, self.beta1, self.beta2),
-                            optax.adam(self.lr_d, self.beta1, self.beta2))
+        shape = None
+        if cfg is not None and steps_per_epoch is not None:
+            shape = lr_schedule(cfg, steps_per_epoch)
+
+        def adam(lr: float) -> optax.GradientTransformation:
+            rate = lr if shape is None else (lambda step: lr * shape(step))
+            return optax.adam(rate, self.beta1, self.beta2)
+
+        return GANOptimizer(model, adam(self.lr_g), adam(self.lr_d))
 
     def learning_rate(self, step: int) -> float:
-        """The generator's learning rate (constant; the discriminator's is ``lr_d``)."""
+        """The generator's peak learning rate (the discriminator's is ``lr_d``)."""
         return self.lr_g
 
     def _labels(self, batch):
