@@ -29,7 +29,10 @@ def test_four_devices_match_one_device_within_float_tolerance(tmp_path):
     for a, b in zip(one, four, strict=True):
         assert a.keys() == b.keys()
         for k in a:
-            assert a[k] == pytest.approx(b[k], rel=2e-3, abs=2e-3), (k, a[k], b[k])
+            # accuracies count whole images: float rounding may flip a borderline one of the
+            # 300 validation images or 40-image batches, so allow three validation images
+            tol = 3 / 300 + 1e-9 if k.endswith("accuracy") else 2e-3
+            assert a[k] == pytest.approx(b[k], rel=2e-3, abs=tol), (k, a[k], b[k])
     assert out["predict_four"].shape == (301, 10)
     np.testing.assert_allclose(out["predict_four"], out["predict_one"], rtol=0, atol=1e-5)
     # the sweep's six members ran on three devices, two each, and trained as on one device
