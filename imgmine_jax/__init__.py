@@ -12,11 +12,12 @@ twice (measured: the quick profile of notebook 01 runs ~23% faster). An explicit
 
 It also adds :data:`XLA_CPU_FLAGS` to ``$XLA_FLAGS`` (read when JAX starts its backend, so
 import the package before any JAX computation): they route XLA:CPU's matrix products and
-convolutions to XLA's own kernels instead of its YNNPACK fusions, which made every
-benchmarked training step faster on a 2-core Xeon (SeedCNN 1.21x, ResNet 1.02-1.14x, row
-LSTM 1.05-1.07x, DCGAN 1.26-1.29x, ConvLSTM 1.24x; ``benchmarks/cpu_probes.md``). A value of
-the same flag already in ``$XLA_FLAGS`` wins; ``IMGMINE_XLA_CPU_FLAGS=0`` keeps XLA's
-defaults. GPU and TPU backends ignore ``xla_cpu_*`` flags.
+convolutions to XLA's own kernels instead of its YNNPACK fusions, which made the
+benchmarks' training steps faster on a 2-core Xeon (SeedCNN 1.21x, ResNet 1.02-1.14x, row
+LSTM 1.05-1.07x, DCGAN at batch 256 1.26-1.29x, ConvLSTM 1.24x) but notebook 03's DCGAN step
+at batch 32 ~10% slower (``benchmarks/cpu_probes.md``). A value of the same flag already in
+``$XLA_FLAGS`` wins; ``IMGMINE_XLA_CPU_FLAGS=0`` keeps XLA's defaults. GPU and TPU backends
+ignore ``xla_cpu_*`` flags.
 """
 import os as _os
 
