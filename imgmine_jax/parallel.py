@@ -117,6 +117,14 @@ class DataParallel:
             return idx
         return _put(np.asarray(idx), self._batch)
 
+    def shard_batches(self, batches: np.ndarray) -> list:
+        """:meth:`shard_batch` of every row of ``batches`` (an epoch's steps), in one transfer."""
+        if self.mesh is None:
+            return jax.device_put(list(np.asarray(batches)), self._single)
+        if jax.process_count() == 1:
+            return jax.device_put(list(np.asarray(batches)), self._batch)
+        return [self.shard_batch(b) for b in batches]
+
 
 def member_mesh(members: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     """A one-axis ``Mesh`` (``"members"``) over as many devices as split ``members`` evenly.

@@ -314,25 +314,34 @@ class Trainer:
     def run_epoch(self, arrays: dict, batch_indices: np.ndarray, progress: tqdm | None = None) -> dict:
         """One pass over ``batch_indices``; returns the mean of the per-step metrics.
 
+        The host work per step is one call of the jitted step: the epoch's batch indices go
+        to the device in one transfer and its RNG keys are derived in one call before the
+        loop, and the metrics are summed after it. On a 2-core CPU the Python thread shares
+        the cores with XLA, so per-step host work showed up in the step time (~6% for the
+        ResNet at batch 32, ``benchmarks/cpu_probes.md``).
+
         Raises :class:`NonFiniteLossError` naming the first step whose loss was NaN/inf.
         """
-        sums, losses = None, []
         first_step = self.step
-        for i, idx in enumerate(batch_indices):
-            key = jax.random.fold_in(self._base_key, self.step)
-            self.state, metrics = self.train_step(self.state, arrays, self.dp.shard_batch(idx), key)
-            sums = _sum_metrics(sums, metrics)
-            losses.append(metrics["loss"])
+        steps = len(batch_indices)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+            self._base_key, np.arange(first_step, first_step + steps, dtype=np.uint32))
+        history = []
+        for i, (idx, key) in enumerate(zip(self.dp.shard_batches(batch_indices), keys)):
+            self.state, metrics = self.train_step(self.state, arrays, idx, key)
+            history.append(metrics)
             self.step += 1
             if progress is not None:
                 progress.update(1)
                 if i % 50 == 0:
                     progress.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
-        finite = np.isfinite(np.asarray(jax.device_get(losses)))
+        history = jax.device_get(history)
+        losses = np.array([m["loss"] for m in history])
+        finite = np.isfinite(losses)
         if not finite.all():
             bad = int(np.argmin(finite))
-            raise NonFiniteLossError(first_step + bad, float(jax.device_get(losses[bad])))
-        return {k: float(v) / len(batch_indices) for k, v in jax.device_get(sums).items()}
+            raise NonFiniteLossError(first_step + bad, float(losses[bad]))
+        return {k: float(np.mean([m[k] for m in history], dtype=np.float64)) for k in history[0]}
 
     def evaluate(self, arrays: dict, batch_size: int = 1000, model_state=None) -> dict:
         """Metrics averaged over every example of ``arrays`` (eval mode: no dropout, running BN)."""

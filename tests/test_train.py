@@ -28,6 +28,28 @@ def test_train_steps_lower_the_loss_on_a_fixed_real_batch(mnist_train):
     assert after < 0.5 * before, (before, after)
 
 
+def test_an_epoch_is_the_jitted_step_per_batch_with_the_step_numbers_key(mnist_train):
+    """run_epoch prepares keys and batches up front; the updates must be those of one
+    train_step per batch keyed by fold_in(seed key, step), across epoch boundaries."""
+    arrays = data.to_device(mnist_train.head(256).arrays())
+    batches = data.epoch_batches(jax.random.key(1), 256, 32)
+    cfg = train.TrainConfig(epochs=1, batch_size=32, augment_shift=2)
+    make = lambda: train.Trainer(models.build("resnet", models.classifier_config("resnet", 10, (28, 28, 1))),
+                                 train.Classification(10, augment_shift=2), train.make_optimizer(cfg, 8), seed=3)
+    epochs, by_hand = make(), make()
+    first = epochs.run_epoch(arrays, batches[:3])
+    epochs.run_epoch(arrays, batches[3:])
+    losses = []
+    for step, idx in enumerate(batches):
+        key = jax.random.fold_in(jax.random.key(3), step)
+        by_hand.state, metrics = by_hand.train_step(by_hand.state, arrays, idx, key)
+        losses.append(float(metrics["loss"]))
+    assert epochs.step == 8 and first["loss"] == pytest.approx(np.mean(losses[:3]), rel=1e-6)
+    a, b = nnx.state(epochs.sync_model(), nnx.Param), nnx.state(by_hand.sync_model(), nnx.Param)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_small_model_overfits_256_real_images(mnist_train):
     subset = mnist_train.head(256)
     cfg = train.TrainConfig(epochs=25, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
