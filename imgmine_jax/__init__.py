@@ -15,9 +15,10 @@ import the package before any JAX computation): they route XLA:CPU's matrix prod
 convolutions to XLA's own kernels instead of its YNNPACK fusions, which made the
 benchmarks' training steps faster on a 2-core Xeon (SeedCNN 1.21x, ResNet 1.02-1.14x, row
 LSTM 1.05-1.07x, DCGAN at batch 256 1.26-1.29x, ConvLSTM 1.24x) but notebook 03's DCGAN step
-at batch 32 ~10% slower (``benchmarks/cpu_probes.md``). A value of the same flag already in
-``$XLA_FLAGS`` wins; ``IMGMINE_XLA_CPU_FLAGS=0`` keeps XLA's defaults. GPU and TPU backends
-ignore ``xla_cpu_*`` flags.
+at batch 32 1.16-1.19x slower (``benchmarks/cpu_probes.md``). A value of the same flag already in
+``$XLA_FLAGS`` wins; ``IMGMINE_XLA_CPU_FLAGS=0`` keeps XLA's defaults, and
+:func:`use_ynnpack_fusions` chooses per notebook (notebook 03 turns the fusions back on).
+GPU and TPU backends ignore ``xla_cpu_*`` flags.
 """
 import os as _os
 
@@ -34,6 +35,49 @@ def _add_xla_cpu_flags() -> None:
     missing = [f for f in XLA_CPU_FLAGS if f.split("=")[0] not in flags]
     if missing:
         _os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
+
+
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+
+
+def use_ynnpack_fusions(enabled: bool) -> None:
+    """Whether XLA:CPU runs matrix products and convolutions in its YNNPACK fusions; call
+    before any JAX computation (the flag is read when JAX starts its backend).
+
+    ``True`` is XLA's default; ``False`` is what importing the package sets (:data:`XLA_CPU_FLAGS`).
+    Which is faster depends on the program: the benchmarks' training steps at batch 128-256
+    ran 1.02-1.29x faster without the fusions, notebook 03's batch-32 GAN step 1.16-1.19x
+    faster with them (``benchmarks/cpu_probes.md``). Replaces any value of the flag in
+    ``$XLA_FLAGS``.
+
+    Raises ``RuntimeError`` when JAX's backend already runs with the other choice (restart
+    the kernel and call this first).
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"use_ynnpack_fusions needs True or False; got {enabled!r}")
+    kept = [f for f in _os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] != _YNN_FLAG]
+    if _backend_started() and _ynnpack_in_use() != enabled:
+        raise RuntimeError(f"use_ynnpack_fusions({enabled}) came after JAX started its backend "
+                           f"{'without' if enabled else 'with'} them; call it before any JAX "
+                           f"computation (restart the kernel)")
+    _os.environ["XLA_FLAGS"] = " ".join(kept + ([] if enabled else [_YNN_FLAG + "="]))
+
+
+def _backend_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):   # a JAX without the probe: check the compiled code instead
+        return True
+
+
+def _ynnpack_in_use() -> bool:
+    """Whether the running CPU backend fuses a small matrix product with YNNPACK."""
+    import jax
+    import jax.numpy as jnp
+
+    a, b = jnp.ones((128, 128), device=jax.devices("cpu")[0]), jnp.ones((128, 512), device=jax.devices("cpu")[0])
+    return "__ynn_fusion" in jax.jit(lambda a, b: a @ b).lower(a, b).compile().as_text()
 
 
 def _enable_compilation_cache() -> None:
