@@ -14,8 +14,8 @@ It also adds :data:`XLA_CPU_FLAGS` to ``$XLA_FLAGS`` (read when JAX starts its b
 import the package before any JAX computation): they route XLA:CPU's matrix products and
 convolutions to XLA's own kernels instead of its YNNPACK fusions, which made the
 benchmarks' training steps faster on a 2-core Xeon (SeedCNN 1.21x, ResNet 1.02-1.14x, row
-LSTM 1.05-1.07x, DCGAN at batch 256 1.26-1.29x, ConvLSTM 1.24x) but notebook 03's DCGAN step
-at batch 32 1.16-1.19x slower (``benchmarks/cpu_probes.md``). A value of the same flag already in
+LSTM 1.05-1.07x, DCGAN at batch 256 1.26-1.29x, ConvLSTM 1.24x) but GAN steps at batch 32
+slower (``benchmarks/cpu_probes.md``). A value of the same flag already in
 ``$XLA_FLAGS`` wins; ``IMGMINE_XLA_CPU_FLAGS=0`` keeps XLA's defaults, and
 :func:`use_ynnpack_fusions` chooses per notebook (notebook 03 turns the fusions back on).
 GPU and TPU backends ignore ``xla_cpu_*`` flags.
@@ -46,9 +46,8 @@ def use_ynnpack_fusions(enabled: bool) -> None:
 
     ``True`` is XLA's default; ``False`` is what importing the package sets (:data:`XLA_CPU_FLAGS`).
     Which is faster depends on the program: the benchmarks' training steps at batch 128-256
-    ran 1.02-1.29x faster without the fusions, notebook 03's batch-32 GAN step 1.16-1.19x
-    faster with them (``benchmarks/cpu_probes.md``). Replaces any value of the flag in
-    ``$XLA_FLAGS``.
+    ran 1.02-1.29x faster without the fusions, GAN steps at batch 32 1.0-1.19x faster with
+    them (``benchmarks/cpu_probes.md``). Replaces any value of the flag in ``$XLA_FLAGS``.
 
     Raises ``RuntimeError`` when JAX's backend already runs with the other choice (restart
     the kernel and call this first).
