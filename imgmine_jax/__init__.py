@@ -25,7 +25,8 @@ import os as _os
 __version__ = "0.1.0"
 
 # Flags of jaxlib 0.10 (pyproject pins jax < 0.11; XLA aborts on a flag it does not know).
-XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+XLA_CPU_FLAGS = (_YNN_FLAG + "=",)
 
 
 def _add_xla_cpu_flags() -> None:
@@ -35,9 +36,6 @@ def _add_xla_cpu_flags() -> None:
     missing = [f for f in XLA_CPU_FLAGS if f.split("=")[0] not in flags]
     if missing:
         _os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
-
-
-_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
 def use_ynnpack_fusions(enabled: bool) -> None:

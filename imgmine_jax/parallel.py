@@ -119,11 +119,10 @@ class DataParallel:
 
     def shard_batches(self, batches: np.ndarray) -> list:
         """:meth:`shard_batch` of every row of ``batches`` (an epoch's steps), in one transfer."""
-        if self.mesh is None:
-            return jax.device_put(list(np.asarray(batches)), self._single)
-        if jax.process_count() == 1:
-            return jax.device_put(list(np.asarray(batches)), self._batch)
-        return [self.shard_batch(b) for b in batches]
+        if self.mesh is not None and jax.process_count() > 1:
+            return [self.shard_batch(b) for b in batches]
+        sharding = self._single if self.mesh is None else self._batch
+        return jax.device_put(list(np.asarray(batches)), sharding)
 
 
 def member_mesh(members: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
