@@ -10,7 +10,11 @@ cell tagged ``parameters`` (papermill), executes it in a staging directory, rend
 HTML, and only on success moves ``<notebook>.ipynb``, ``<notebook>.html``,
 ``figures/*.png`` and ``metrics.json`` into ``results/<notebook>/``. A notebook that
 fails names the failing cell and leaves the previous results of that notebook as they
-were. Finally ``results/README.md`` is regenerated from every ``metrics.json``.
+were. A notebook whose kernel *dies* (killed, out of memory, an abort inside XLA) is
+started again (``--retries``, default 1): its training calls resume from their per-epoch
+checkpoints and finished trainings are loaded, not repeated; the retry is recorded in
+``metrics.json`` and noted atop the page. The other notebooks still run; the exit status
+reports any failure. Finally ``results/README.md`` is regenerated from every ``metrics.json``.
 
 Inside a notebook, :class:`Report` is the one object that writes results: figures
 and ``metrics.json`` go to the directory the runner chose (``$IMGMINE_OUTPUT_DIR``);
