@@ -22,6 +22,7 @@ copy with ``jax.make_array_from_callback``, which is why each host loads the dat
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import jax
@@ -42,6 +43,11 @@ def use_cpu_devices(count: int) -> None:
     rounding (``benchmarks/cpu_probes.md``). Accelerators are unaffected: the setting only
     adds CPU devices, and JAX's default devices stay the GPU or TPU.
 
+    With more than one device it also enlarges XLA:CPU's thread pool (``$NPROC``, see
+    :func:`cpu_threads`; a value already set wins): with XLA's default of one thread per
+    core, the all-reduce between the devices can deadlock the pool and XLA aborts the
+    process.
+
     Raises ``RuntimeError`` once JAX has run anything with another CPU device count (the
     count is fixed when the backend starts: restart the kernel and call this first).
     """
@@ -54,6 +60,26 @@ def use_cpu_devices(count: int) -> None:
         if have != count:
             raise RuntimeError(f"use_cpu_devices({count}) came after JAX started with {have} CPU "
                                f"device(s); call it before any JAX computation (restart the kernel)") from None
+        return
+    if count > 1 and THREADS_ENV not in os.environ:
+        os.environ[THREADS_ENV] = str(cpu_threads(count))
+
+
+THREADS_ENV = "NPROC"   # read by XLA when the CPU backend starts: the size of its thread pool
+
+
+def cpu_threads(devices: int) -> int:
+    """XLA:CPU thread-pool size for ``devices`` CPU devices: four threads per device, at least
+    one per core.
+
+    XLA's default is one thread per core, and with one device per core that pool can
+    deadlock: an all-reduce blocks the pool thread it runs on until every device has
+    joined, while the device it waits for needs a pool thread to get there. XLA then
+    aborts the process after 40 s ("Termination timeout for all reduce"). On a 2-core CPU
+    split into 2 devices a tight training loop hit this in every run with the default
+    pool and never with 8 threads (``benchmarks/allreduce_stress.md``).
+    """
+    return max(os.cpu_count() or 1, 4 * int(devices))
 
 
 def initialize(**kwargs: Any) -> None:
