@@ -438,9 +438,26 @@ STANDALONE_CSS = """
 """
 
 
+_MATH = re.compile(r"\$[^$\n]+\$|\\\(|\\\[|\\begin\{")
+_CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+_CDN_REQUIREJS = re.compile(r'<script src="https?://[^"]*require[^"]*\.js"></script>')
+
+
+def _offline_mathjax() -> str:
+    """MathJax 3 with SVG output inlined in the page: formulas typeset without a network or font files."""
+    code = (mathjax_dir() / "tex-svg.js").read_text()
+    if "</script" in code:
+        raise RuntimeError("tex-svg.js cannot be inlined: it contains '</script'")
+    config = ("window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+              "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true}, "
+              "svg: {fontCache: 'global'}};")
+    return f"<script>{config}</script>\n<script>{code}</script>"
+
+
 def render_html(executed: Path, html_path: Path) -> None:
     """One self-contained HTML page (nbconvert) of an executed notebook, titled by its heading,
-    without cells tagged ``remove-cell`` (the injected parameters)."""
+    without cells tagged ``remove-cell`` (the injected parameters), that needs no network: the
+    template's CDN MathJax and require.js are replaced by MathJax inlined where a page has math."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -452,6 +469,9 @@ def render_html(executed: Path, html_path: Path) -> None:
     title = nb.metadata.get("title") or page_title(nb) or Path(executed).stem
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     body = body.replace("</head>", STANDALONE_CSS + "</head>", 1)
+    has_math = any(_MATH.search(c.source) for c in nb.cells if c.cell_type == "markdown")
+    body = _CDN_REQUIREJS.sub("", body, count=1)
+    body = _CDN_MATHJAX.sub(lambda _: _offline_mathjax() if has_math else "", body, count=1)
     atomic_write_bytes(Path(html_path), body.encode())
 
 

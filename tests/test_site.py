@@ -230,6 +230,7 @@ PAGE_FACTS = r"""
     title: document.title,
     h1: (document.querySelector("main h1") || {}).textContent || "",
     text: copy.textContent,
+    outputs: Array.from(document.querySelectorAll(".cell_output")).map(e => e.textContent).join("\n"),
     math: document.querySelectorAll("mjx-container").length,
     images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
                                                   output: !!i.closest(".cell_output"), alt: i.alt})),
@@ -290,7 +291,10 @@ def test_site_renders_offline_in_chromium(tmp_path):
             assert not broken, f"{name}: broken images {broken}"
             raw = RAW_LATEX.search(facts["text"])
             assert raw is None, f"{name}: raw LaTeX in the text: {facts['text'][max(0, raw.start() - 60):raw.end() + 60]!r}"
-            assert "IPython.core.display" not in facts["text"], f"{name}: an object repr instead of an image"
+            assert "IPython.core.display" not in facts["text"] + facts["outputs"], \
+                f"{name}: an object repr instead of an image"
+            noise = re.search(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard", facts["outputs"])
+            assert noise is None, f"{name}: library log lines in the outputs"
             outputs = [i["src"] for i in facts["images"] if i["output"]]
             hashes = [_content_hash(u) for u in outputs]
             assert len(hashes) == len(set(hashes)), f"{name}: a figure is shown more than once"
@@ -312,6 +316,24 @@ def test_site_renders_offline_in_chromium(tmp_path):
                 if "$" in (run.RESULTS_DIR / stem / f"{stem}.ipynb").read_text() and stem.startswith("00"):
                     assert facts["math"] > 0, f"{name}: no formula was typeset"
         assert len(set(titles.values())) == len(titles), f"pages share a title: {titles}"
+        # The standalone page of each notebook (results/<nb>/<nb>.html), the file one attaches.
+        for stem in runs:
+            page = run.RESULTS_DIR / stem / f"{stem}.html"
+            browser.open(page.as_uri())
+            facts = browser.evaluate(PAGE_FACTS.replace('document.querySelector("main") || ', "")
+                                     .replace(".cell_output", ".jp-OutputArea-output"))
+            offsite = [u[:80] for u in browser.requests() if not u.startswith(("file:", "data:", "blob:", "about:"))]
+            assert not offsite, f"{page.name} asked the network for {offsite}"
+            assert facts["title"].strip() and facts["title"] != "Notebook", f"{page.name}: no title"
+            assert all(i["ok"] for i in facts["images"]), f"{page.name}: a broken image"
+            assert RAW_LATEX.search(facts["text"]) is None, f"{page.name}: raw LaTeX in the text"
+            assert "IPython.core.display" not in facts["outputs"] and "oneDNN" not in facts["outputs"]
+            hashes = [_content_hash(i["src"]) for i in facts["images"]]
+            assert len(hashes) == len(set(hashes)), f"{page.name}: a figure is shown more than once"
+            if (run.RESULTS_DIR / stem / "progression.gif").exists():
+                assert any(i["src"].startswith("data:image/gif") and i["ok"] for i in facts["images"])
+            if stem.startswith("00"):
+                assert facts["math"] > 0, f"{page.name}: no formula was typeset offline"
     finally:
         browser.close()
     assert (tmp_path / "landing.png").stat().st_size > 10_000
