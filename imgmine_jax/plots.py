@@ -15,11 +15,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _epoch_axis(ax) -> None:
-    """Epochs are whole numbers: no 0.5-epoch ticks on a 3-epoch curve."""
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Epochs are whole numbers: no 0.5-epoch ticks on a 3-epoch curve, no 0.95-1.05 on one epoch."""
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _as_display(images: np.ndarray) -> np.ndarray:
@@ -73,7 +78,7 @@ def learning_curves(history: list[dict], *, title: str) -> plt.Figure:
     axes[2].plot(epochs, [r["lr"] for r in history], "-o", ms=3)
     axes[2].set(xlabel="epoch", ylabel="learning rate (epoch start)", title="schedule")
     for ax in axes:
-        _epoch_axis(ax)
+        _epoch_axis(ax, epochs)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -434,7 +439,7 @@ def gan_curves(history: list[dict], *, title: str, reference_fid: float | None =
     else:
         axes[2].axis("off")
     for ax in axes:
-        _epoch_axis(ax)
+        _epoch_axis(ax, epochs)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -337,3 +338,27 @@ def test_site_renders_offline_in_chromium(tmp_path):
     finally:
         browser.close()
     assert (tmp_path / "landing.png").stat().st_size > 10_000
+
+
+def test_native_startup_notices_are_dropped_and_other_stderr_kept(tmp_path):
+    # A child process writes to descriptor 2 as TensorFlow's C++ code does, inside the filter.
+    script = (
+        "import os, sys\n"
+        "from imgmine_jax.logs import quiet_native_startup\n"
+        "with quiet_native_startup():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "    os.write(2, b'I0000 00:00:1796288393.949675   12640 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        "    os.write(2, b'a real problem\\n')\n"
+        "print('done')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(run.REPO_ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    assert proc.stderr == "a real problem\n"
+
+
+def test_site_and_rerender_execute_nothing_and_take_no_notebooks():
+    with pytest.raises(SystemExit, match="execute nothing"):
+        run.main(["--site", "01"])
+    with pytest.raises(SystemExit, match="execute nothing"):
+        run.main(["--rerender", "-p", "epochs=1"])
