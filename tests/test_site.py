@@ -292,6 +292,8 @@ def test_site_renders_offline_in_chromium(tmp_path):
             assert not broken, f"{name}: broken images {broken}"
             raw = RAW_LATEX.search(facts["text"])
             assert raw is None, f"{name}: raw LaTeX in the text: {facts['text'][max(0, raw.start() - 60):raw.end() + 60]!r}"
+            table = re.search(r"\|\s*:?(-{3,}|\u2014+|\u2013+):?\s*\|", facts["text"])
+            assert table is None, f"{name}: a Markdown table left as text: {facts['text'][table.start() - 80:table.end()]!r}"
             assert "IPython.core.display" not in facts["text"] + facts["outputs"], \
                 f"{name}: an object repr instead of an image"
             noise = re.search(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard", facts["outputs"])
