@@ -265,8 +265,9 @@ def write_index(results_dir: Path = RESULTS_DIR) -> Path:
         figures = _key_figures(results_dir, stem, doc)[:2]
         if figures:
             lines += [f"### [{stem}]({link(stem)})", ""]
-            # One figure per line at the page's width: three-panel figures stay readable.
-            lines += [f'<img src="{stem}/figures/{n}.png" width="100%" alt="{n}">' + "\n" for n in figures]
+            # One figure per line at its own size (a code host scales it down to the column):
+            # three-panel figures stay readable, small ones are not blown up.
+            lines += [f'<img src="{stem}/figures/{n}.png" alt="{n.replace("_", " ")}">' + "\n" for n in figures]
     path = results_dir / "README.md"
     atomic_write_bytes(path, ("\n".join(lines).rstrip() + "\n").encode())
     return path

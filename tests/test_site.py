@@ -319,6 +319,14 @@ def test_site_renders_offline_in_chromium(tmp_path):
                 if "$" in (run.RESULTS_DIR / stem / f"{stem}.ipynb").read_text() and stem.startswith("00"):
                     assert facts["math"] > 0, f"{name}: no formula was typeset"
         assert len(set(titles.values())) == len(titles), f"pages share a title: {titles}"
+        # Search works from file:// (the index is a script the page loads, no server needed).
+        browser.open((out / "search.html").as_uri() + "?q=convolution")
+        found, deadline = [], time.monotonic() + 30
+        while not found and time.monotonic() < deadline:
+            found = browser.evaluate("Array.from(document.querySelectorAll('#search-results li a'))"
+                                     ".map(a => a.textContent)")
+            time.sleep(0.2)
+        assert any(t.startswith("00") for t in found), f"searching 'convolution' found {found}"
         # The standalone page of each notebook (results/<nb>/<nb>.html), the file one attaches.
         for stem in runs:
             page = run.RESULTS_DIR / stem / f"{stem}.html"
