@@ -176,7 +176,7 @@ def scatter_2d(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     for c, name in enumerate(class_names):
         sel = labels == c
         ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, label=name, color=plt.cm.tab10(c % 10))
-    ax.legend(markerscale=4, fontsize=7, loc="best")
+    ax.legend(markerscale=4, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # off the points
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
@@ -202,7 +202,8 @@ def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], *, t
     for i, (name, values) in enumerate(series.items()):
         ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(range(len(groups)), groups)
-    ax.legend()
+    # Beside the axes, not on them: bars fill the plot up to its top edge.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
     return fig

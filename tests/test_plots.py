@@ -48,3 +48,16 @@ def test_gan_curves_whole_epochs_and_the_twin_axis_legend_outside_the_plot():
         assert legend_box.y1 <= quality.get_window_extent().y0, "the legend sits on the curves"
     finally:
         plt.close(fig)
+
+
+def test_grouped_bars_legend_covers_no_bar():
+    fig = plots.grouped_bars([str(c) for c in range(10)], {"a": [6000] * 10, "b": [1000] * 10, "c": [5900] * 10},
+                             title="counts", ylabel="examples")
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent()
+        for bar in ax.patches:
+            assert not legend.overlaps(bar.get_window_extent()), "the legend hides a bar"
+    finally:
+        plt.close(fig)
