@@ -157,7 +157,8 @@ def headline_rows(runs: dict[str, dict], link) -> list[str]:
         metrics = (doc or {}).get("metrics", {})
         status = h.status(doc)
         name = f"[{h.notebook}]({link(stem)})" if stem else h.notebook
-        rows.append(f"| {name} | {h.what} | **{h.value(metrics)}** | {h.target} | "
+        value = f"**{h.value(metrics)}**" if doc else "—"
+        rows.append(f"| {name} | {h.what} | {value} | {h.target} | "
                     f"{_MARK.get(status, status)} | {h.context_text(metrics)} |")
     return rows
 
