@@ -22,6 +22,11 @@ GPU and TPU backends ignore ``xla_cpu_*`` flags.
 """
 import os as _os
 
+# TensorFlow (behind TFDS) writes C++ log lines (oneDNN notices, absl's "All log messages
+# before absl::InitializeLog()") to stderr when it is imported; in a notebook they land in the
+# first cell's output of every rendered page. Quiet unless the user asked otherwise.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 # Flags of jaxlib 0.10 (pyproject pins jax < 0.11; XLA aborts on a flag it does not know).

@@ -115,7 +115,11 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(name: str, split: str, data_dir: str | None, download: bool | None) -> ImageDataset:
-    import tensorflow_datasets as tfds  # heavy: imported only when data is first needed
+    from imgmine_jax.logs import quiet_native_startup
+
+    with quiet_native_startup():   # TensorFlow's import-time C++ notices stay out of notebooks
+        import tensorflow  # noqa: F401  (TFDS imports it lazily; its notices come from this import)
+        import tensorflow_datasets as tfds  # heavy: imported only when data is first needed
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

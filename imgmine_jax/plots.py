@@ -15,6 +15,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Epochs are whole numbers: no 0.5-epoch ticks on a 3-epoch curve, no 0.95-1.05 on one epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _as_display(images: np.ndarray) -> np.ndarray:
     """uint8 or float images (N, H, W[, C]) -> float (N, H, W) or (N, H, W, 3) in [0, 1]."""
     images = np.asarray(images)
@@ -57,11 +69,16 @@ def learning_curves(history: list[dict], *, title: str) -> plt.Figure:
             if key in history[0]:
                 ax.plot(epochs, [r[key] for r in history], style, ms=3, label=split)
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
-        ax.legend()
-    if "val_accuracy" in history[0]:
-        axes[1].set_ylim(max(0.0, min(r["val_accuracy"] for r in history) - 0.01), 1.0)
+        ax.legend(loc="best")
+    # Zoom the accuracy panel onto the curves, but keep every point in view (the first
+    # epoch's training accuracy is usually the lowest).
+    shown = [r[k] for r in history for k in ("train_accuracy", "val_accuracy") if k in r]
+    if shown:
+        axes[1].set_ylim(max(0.0, min(shown) - 0.01), min(1.0, max(shown) + 0.005) + 0.002)
     axes[2].plot(epochs, [r["lr"] for r in history], "-o", ms=3)
     axes[2].set(xlabel="epoch", ylabel="learning rate (epoch start)", title="schedule")
+    for ax in axes:
+        _epoch_axis(ax, epochs)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -159,7 +176,7 @@ def scatter_2d(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     for c, name in enumerate(class_names):
         sel = labels == c
         ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, label=name, color=plt.cm.tab10(c % 10))
-    ax.legend(markerscale=4, fontsize=7, loc="best")
+    ax.legend(markerscale=4, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # off the points
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
@@ -185,7 +202,8 @@ def grouped_bars(groups: Sequence[str], series: dict[str, Sequence[float]], *, t
     for i, (name, values) in enumerate(series.items()):
         ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(range(len(groups)), groups)
-    ax.legend()
+    # Beside the axes, not on them: bars fill the plot up to its top edge.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
     return fig
@@ -416,7 +434,13 @@ def gan_curves(history: list[dict], *, title: str, reference_fid: float | None =
         ax2.set_ylabel("classifier Inception Score")
         lines = ax.get_legend_handles_labels()
         lines2 = ax2.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+        # Two y-axes share the panel, so no spot inside is free of both: the legend goes below.
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    else:
+        axes[2].axis("off")
+    for ax in axes:
+        _epoch_axis(ax, epochs)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -462,6 +486,31 @@ def animated_grid(frames: Sequence[np.ndarray], captions: Sequence[str], *, ncol
     buf = io.BytesIO()
     pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
     return buf.getvalue()
+
+
+def show_gif(gif: bytes, *, alt: str) -> None:
+    """Display an animated GIF inline in a way every renderer shows.
+
+    nbconvert's HTML and Sphinx/myst-nb render no ``image/gif`` output (a page would show
+    ``<IPython.core.display.Image object>``), so the output also carries an ``<img>`` with the
+    GIF as a data URI, which both prefer; ``image/gif`` stays for JupyterLab and code hosts.
+    """
+    from IPython.display import display
+
+    display(gif_bundle(gif, alt=alt), raw=True)
+
+
+def gif_bundle(gif: bytes, *, alt: str) -> dict[str, str]:
+    """The MIME bundle :func:`show_gif` displays: ``image/gif``, ``text/html`` and ``text/plain``."""
+    import base64
+    import html
+
+    if not gif.startswith(b"GIF8"):
+        raise ValueError(f"show_gif needs GIF bytes (starting with b'GIF8'); got {gif[:8]!r}")
+    encoded = base64.b64encode(gif).decode()
+    return {"image/gif": encoded,
+            "text/html": f'<img src="data:image/gif;base64,{encoded}" alt="{html.escape(alt)}">',
+            "text/plain": f"[animated GIF: {alt}]"}
 
 
 def image_pairs(top: np.ndarray, bottom: np.ndarray, *, title: str, top_label: str, bottom_label: str,

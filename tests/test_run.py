@@ -48,10 +48,14 @@ def test_failed_notebook_keeps_previous_results(tmp_path):
     assert [p.name for p in results.iterdir()] == ["98_demo"]          # no staging left behind
 
     index = run.write_index(results).read_text()
-    assert "| 98_demo | quick | answer: 42 |" in index
+    assert "| [98_demo](98_demo/98_demo.ipynb) | quick |" in index
     assert 'src="98_demo/figures/line.png"' in index
     device = json.loads(before)["device"]     # results may come from several machines: each row names its CPU
-    assert f"| {device['platform']} x{device['count']}, {device['processor']} |" in index
+    assert f"| {device['platform']} x{device['count']}, {device['processor']} (" in index
+    executed = nbformat.read(target / "98_demo.ipynb", as_version=4)
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1, "a figure shown by report.figure must not be displayed again"
+    assert "This run" in executed.cells[0].source + executed.cells[1].source
 
 
 def test_report_refuses_untitled_figures_and_unknown_profiles(tmp_path, monkeypatch):

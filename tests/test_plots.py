@@ -1,0 +1,63 @@
+"""Figure details a reader notices: every point in view, whole-number epochs, legends out of the way."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from imgmine_jax import plots  # noqa: E402
+
+
+def _history(n: int) -> list[dict]:
+    # the first epoch's training accuracy far below the rest, as in a real run
+    return [{"epoch": e, "lr": 1e-3, "train_loss": 1.0 / e, "val_loss": 0.5 / e,
+             "train_accuracy": 0.80 if e == 1 else 0.97 + 0.002 * e, "val_accuracy": 0.95 + 0.003 * e}
+            for e in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_learning_curves_show_every_point_on_whole_epochs(n):
+    history = _history(n)
+    fig = plots.learning_curves(history, title="t")
+    try:
+        acc = fig.axes[1]
+        lo, hi = acc.get_ylim()
+        values = [r[k] for r in history for k in ("train_accuracy", "val_accuracy")]
+        assert lo <= min(values) and hi >= max(values), "a point of the accuracy panel is cut off"
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), f"fractional epoch ticks {ticks}"
+    finally:
+        plt.close(fig)
+
+
+def test_gan_curves_whole_epochs_and_the_twin_axis_legend_outside_the_plot():
+    history = [{"epoch": e, "train_d_loss": 1.1, "train_g_loss": 0.9, "train_d_real": 0.6, "train_d_fake": 0.4,
+                "fid": 1.0 / e, "is": 5.0 + e} for e in range(1, 4)]
+    fig = plots.gan_curves(history, title="t", reference_fid=0.01, real_is=9.8)
+    try:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert all(float(t).is_integer() for t in ticks), f"fractional epoch ticks {ticks}"
+        quality = fig.axes[2]
+        legend_box = quality.get_legend().get_window_extent()
+        assert legend_box.y1 <= quality.get_window_extent().y0, "the legend sits on the curves"
+    finally:
+        plt.close(fig)
+
+
+def test_grouped_bars_legend_covers_no_bar():
+    fig = plots.grouped_bars([str(c) for c in range(10)], {"a": [6000] * 10, "b": [1000] * 10, "c": [5900] * 10},
+                             title="counts", ylabel="examples")
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent()
+        for bar in ax.patches:
+            assert not legend.overlaps(bar.get_window_extent()), "the legend hides a bar"
+    finally:
+        plt.close(fig)
