@@ -222,11 +222,8 @@ class OutOfFold:
         return metrics.accuracy(self.labels, self.probabilities.argmax(-1))
 
 
-FOLD_RECIPE = recipes.LABEL_NOISE_FOLDS   # notebook 04's fold models (imgmine_jax.recipes)
-
-
 def out_of_fold_probabilities(dataset: data_lib.ImageDataset, *, folds: int = 4, model: str = "seed_cnn",
-                              cfg: train.TrainConfig = FOLD_RECIPE, seed: int = 0,
+                              cfg: train.TrainConfig = recipes.LABEL_NOISE_FOLDS, seed: int = 0,
                               model_kwargs: dict | None = None, progress: bool | None = None,
                               log: Callable[[str], None] | None = print) -> OutOfFold:
     """K-fold cross-validated class probabilities for every example of ``dataset``.
