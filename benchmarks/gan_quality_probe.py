@@ -17,8 +17,7 @@ import argparse
 import numpy as np
 from flax import nnx
 
-from imgmine_jax import classifier, data, metrics, train
-from imgmine_jax.models import gan
+from imgmine_jax import classifier, data, gan, metrics, train
 
 
 def main():

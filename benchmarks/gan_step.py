@@ -13,8 +13,7 @@ import time
 import jax
 import numpy as np
 
-from imgmine_jax import data, train
-from imgmine_jax.models import gan
+from imgmine_jax import data, gan, train
 
 
 def images_per_sec(mode: str, batch: int, width: int, conditional: bool, steps: int, repeats: int) -> float:
@@ -32,7 +31,7 @@ def images_per_sec(mode: str, batch: int, width: int, conditional: bool, steps: 
         t0 = time.perf_counter()
         trainer.run_epoch(arrays, idx)
         times.append(time.perf_counter() - t0)
-    assert trainer.train_step._cache_size() == 1
+    assert trainer.compilations("train") == 1
     return batch * steps / float(np.median(times))
 
 

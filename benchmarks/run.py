@@ -101,65 +101,55 @@ class ProjectStep:
     framework = "project"
 
     def __init__(self, name: str, spec: dict, raw: dict, unrolled: bool = False):
+        import dataclasses
+
         import numpy as np
         from flax import nnx
 
-        from imgmine_jax import data, models, sequence, train
-        from imgmine_jax.models import gan, rnn
+        from imgmine_jax import data, gan, models, recipes, sequence, train
+        from imgmine_jax.models import rnn
 
+        # The notebooks' recipes (imgmine_jax.recipes) at the benchmark's batch size.
         cfg_spec, b = spec["config"], spec["batch_size"]
         self.name, self.batch_size = name, b
-        if name == "convlstm":
+        if name == "convlstm":   # notebook 02's video model
             model = rnn.EncoderForecaster(frame_size=cfg_spec["frame_size"], patch=cfg_spec["patch"],
-                                          embed=cfg_spec["embed"], hidden=(cfg_spec["hidden"],),
+                                          embed=recipes.VIDEO_ARCH["embed"], hidden=recipes.VIDEO_ARCH["hidden"],
                                           future=cfg_spec["future"], rngs=nnx.Rngs(0))
             task = sequence.NextFrames(cfg_spec["observed"])
             arrays = {"digits": raw["digits"], "positions": raw["positions"]}
-            # notebook 02's video recipe
-            cfg = train.TrainConfig(epochs=1, batch_size=b, learning_rate=3e-3, schedule="onecycle",
-                                    warmup_epochs=0.3, weight_decay=1e-4)
+            cfg = recipes.VIDEO
         else:
             arrays = {"image": raw["image"], "label": raw["label"]}
             shape = raw["image"].shape[1:]
             if name == "seed_cnn":   # notebook 01's baseline: Adam 1e-3, constant
                 model = models.build("seed_cnn", models.classifier_config("seed_cnn", 10, shape))
-                task = train.Classification(10)
-                cfg = train.TrainConfig(epochs=1, batch_size=b, learning_rate=1e-3, schedule="constant",
-                                        warmup_epochs=0.0, weight_decay=0.0)
+                cfg = recipes.BASELINE
+                task = train.Classification.from_config(10, cfg)
             elif name == "resnet":   # notebook 01's recipe: AdamW one-cycle, label smoothing, shifts
+                recipe = recipes.CLASSIFIER
                 model = models.build("resnet", models.classifier_config(
-                    "resnet", 10, shape, widths=list(cfg_spec["widths"]), blocks=cfg_spec["blocks"],
-                    dropout=cfg_spec["dropout"]))
-                task = train.Classification(10, label_smoothing=cfg_spec["label_smoothing"],
-                                            augment_shift=cfg_spec["augment_shift"])
-                cfg = train.TrainConfig(epochs=1, batch_size=b, learning_rate=3e-3, schedule="onecycle",
-                                        warmup_epochs=1.0, weight_decay=0.05,
-                                        label_smoothing=cfg_spec["label_smoothing"],
-                                        augment_shift=cfg_spec["augment_shift"])
+                    "resnet", 10, shape, blocks=cfg_spec["blocks"], **recipe.arch_kwargs()))
+                cfg = recipe.train_config("mnist")
+                task = train.Classification.from_config(10, cfg)
             elif name == "lstm":     # notebook 02's row classifier
-                model = rnn.RowClassifier(cell="lstm", hidden=cfg_spec["hidden"], rngs=nnx.Rngs(0))
+                hidden = recipes.ROW_ARCH["hidden"]
+                model = rnn.RowClassifier(cell="lstm", hidden=hidden, rngs=nnx.Rngs(0))
                 if unrolled:         # same computation, loop unrolled: only for counting FLOPs
-                    model.rnn = rnn.RecurrentStack("lstm", shape[1] * shape[2], cfg_spec["hidden"],
-                                                   unroll=True, rngs=nnx.Rngs(0))
-                task = train.Classification(10)
-                cfg = train.TrainConfig(epochs=1, batch_size=b, learning_rate=3e-3, schedule="onecycle",
-                                        warmup_epochs=1.0, weight_decay=1e-4)
+                    model.rnn = rnn.RecurrentStack("lstm", shape[1] * shape[2], hidden, unroll=True,
+                                                   rngs=nnx.Rngs(0))
+                cfg = recipes.ROW_CLASSIFIER
+                task = train.Classification.from_config(10, cfg)
             elif name == "dcgan":    # notebook 03's DCGAN
-                model = gan.GAN(latent_dim=cfg_spec["latent_dim"], width=cfg_spec["width"],
-                                upsample=cfg_spec["upsample"], dropout=cfg_spec["dropout"], rngs=nnx.Rngs(0))
-                task = gan.GANTask(latent_dim=cfg_spec["latent_dim"], ema_decay=cfg_spec["ema_decay"])
-                cfg = train.TrainConfig(epochs=1, batch_size=b, learning_rate=2e-4, schedule="constant",
-                                        warmup_epochs=0.0, weight_decay=0.0)
+                arch = {k: v for k, v in recipes.GAN_ARCH.items() if k != "embed_dim"}   # unconditional
+                model = gan.GAN(**arch, rngs=nnx.Rngs(0))
+                task = gan.GANTask(latent_dim=arch["latent_dim"], **recipes.GAN_TASK)
+                cfg = recipes.GAN
             else:
                 raise ValueError(f"unknown benchmark model {name!r}; expected one of {sorted(SPECS)}")
+        cfg = dataclasses.replace(cfg, batch_size=b, seed=0)
         n = len(next(iter(arrays.values())))
-        steps_per_epoch = n // b
-        # as train.fit builds it
-        if hasattr(task, "make_optimizer"):
-            self.trainer = train.Trainer(model, task, task.make_optimizer(model, cfg, steps_per_epoch), seed=0)
-        else:
-            self.trainer = train.Trainer(model, task, train.make_optimizer(cfg, steps_per_epoch), seed=0,
-                                         schedule=train.lr_schedule(cfg, steps_per_epoch))
+        self.trainer = train.build_trainer(model, task, cfg, n // b)   # as train.fit builds it
         self.arrays = self.trainer.dp.replicate(arrays)
         self.batches = data.epoch_batches(train.jax.random.key(0), n, b)
         self.offset = 0
@@ -303,6 +293,7 @@ def worker(name: str, framework: str, data_file: str) -> int:
     info = {}
     if framework == "project":
         import jax  # noqa: F401
+
         import imgmine_jax.train  # noqa: F401
         from imgmine_jax import parallel
 
@@ -322,7 +313,7 @@ def worker(name: str, framework: str, data_file: str) -> int:
         runner.run(1)
         info["first_call_seconds"] = time.perf_counter() - t0
         info["eval_compile_seconds"] = runner.compile_eval()
-        traces_after_first = dict(runner.trainer._traces)
+        traces_after_first = runner.trainer.compilations()
         compiled_while_timed = watch_compilations()
     else:
         import importlib
@@ -346,14 +337,13 @@ def worker(name: str, framework: str, data_file: str) -> int:
             out = {"peak_mib": _maxrss_mib()}
             if framework == "project":
                 t = runner.trainer
-                cache = t.train_step._cache_size()
-                # Over several devices jit's C++ dispatch cache can hold a second entry for the
-                # same executable (cache size 2, nothing traced or compiled), so what counts is
-                # tracing and XLA compilation (or a persistent-cache load) during the timed steps.
+                # What counts is tracing and XLA compilation (or a persistent-cache load) during
+                # the timed steps (jit's dispatch cache may hold a second entry for the same
+                # executable over several devices, with nothing traced or compiled).
                 out["compilations"] = {
-                    "train_step_traces": t._traces["train"], "train_step_cache_size": cache,
+                    "train_step_traces": t.compilations("train"),
                     "all_step_programs": t.compilations(), "compiled_while_timed": len(compiled_while_timed),
-                    "recompiled": (t._traces["train"] != 1 or t._traces != traces_after_first
+                    "recompiled": (t.compilations("train") != 1 or t.compilations() != traces_after_first
                                    or len(compiled_while_timed) > 0)}
             if framework == "keras":
                 out["last_fit_call_seconds"] = runner.last_call_seconds

@@ -45,12 +45,15 @@ def log(msg: str) -> None:
 
 
 def run_project(train_set, test_set, args) -> dict:
-    from imgmine_jax import models, train
+    import dataclasses
 
-    cfg = train.TrainConfig(epochs=args.epochs, batch_size=32, learning_rate=3e-3, schedule="onecycle",
-                            warmup_epochs=min(args.warmup_epochs, args.epochs), weight_decay=0.05,
-                            label_smoothing=0.1, augment_shift=2, seed=args.seed)
-    config = models.classifier_config("resnet", 10, train_set.image_shape, widths=[16, 32, 64], dropout=0.2)
+    from imgmine_jax import models, recipes, train
+
+    # notebook 01's recipe, over this run's epoch budget and ramp-up
+    recipe = recipes.CLASSIFIER
+    cfg = dataclasses.replace(recipe.train_config("mnist"), epochs=args.epochs,
+                              warmup_epochs=min(args.warmup_epochs, args.epochs), seed=args.seed)
+    config = models.classifier_config(recipe.model, 10, train_set.image_shape, **recipe.arch_kwargs())
     net = models.build("resnet", config, seed=cfg.seed)
     reached = {}
 
@@ -144,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.keras_epochs < 1 or not 0 < args.target <= 1:
         p.error("--epochs and --keras-epochs must be >= 1 and --target in (0, 1]")
 
-    from imgmine_jax import data
     from benchmarks.peers.common import merge_into_json
+    from imgmine_jax import data
 
     started = dt.datetime.now(dt.timezone.utc)
     train_set = data.load("mnist", "train").head(args.train_size)
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["project_over_keras_time"] = project["seconds_to_target"] / reference
             doc["target_met"] = project["seconds_to_target"] <= 0.5 * reference
             if keras_result["seconds_to_target"]:
-                doc["speedup_vs_keras_time_to_target"] = keras_result["seconds_to_target"] / project["seconds_to_target"]
+                doc["speedup_vs_keras_time_to_target"] = (keras_result["seconds_to_target"]
+                                                          / project["seconds_to_target"])
         else:
             doc["target_met"] = False
     out = args.out

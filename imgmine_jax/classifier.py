@@ -1,26 +1,23 @@
-"""The notebook-01 classifier as a reusable component: load it from its checkpoint, or train it.
+"""Notebook 01's classifier as a reusable component: train it, save it, load it (or retrain it).
 
-Notebooks 03 (classifier FID / Inception Score) and 04 (embeddings) need a trained
-classifier. Notebook 01 saves one per dataset under ``artifacts/models/<dataset>_<model>``;
-when that checkpoint is missing (a fresh clone, or notebook 01 not yet run), the same
-recipe is trained here so that every notebook runs on its own.
+Notebook 01 trains and saves one classifier per dataset under
+``artifacts/models/<dataset>_<model>`` with the functions here; notebooks 03 (classifier
+FID / Inception Score) and 04 (embeddings) load it with :func:`load_or_train`. The
+recipe is :data:`imgmine_jax.recipes.CLASSIFIER` (notebook 01's parameters cell shows
+the same values). A saved classifier records the profile and the recipe it was trained
+with; :func:`load_or_train` uses it only if that is the recipe the caller's profile
+expects, and otherwise trains the expected one (and says why), so a full-profile
+notebook never rests on a quick-profile or differently trained model.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from flax import nnx
 
-from imgmine_jax import checkpoint, data, metrics, models, train
-
-# Notebook 01's recipe (its parameters cell is the reference; keep the two in step).
-RECIPE = train.TrainConfig(epochs=8, batch_size=32, learning_rate=3e-3, schedule="onecycle",
-                           warmup_epochs=2.0, weight_decay=0.05, label_smoothing=0.1, augment_shift=2)
-DATASET_OVERRIDES = {"fashion_mnist": {"augment_shift": 1, "augment_flip": True, "label_smoothing": 0.0}}
-ARCH_KWARGS = {"resnet": {"widths": [16, 32, 64], "dropout": 0.2}, "seed_cnn": {}}
-VAL_SIZE = 5000
+from imgmine_jax import checkpoint, data, metrics, models, recipes, train
+from imgmine_jax.recipes import ClassifierRecipe
 
 
 def checkpoint_path(dataset: str, model: str = "resnet") -> Path:
@@ -28,58 +25,107 @@ def checkpoint_path(dataset: str, model: str = "resnet") -> Path:
     return checkpoint.artifacts_dir() / "models" / f"{dataset}_{model}"
 
 
-def recipe(dataset: str, *, seed: int = 0, **changes) -> train.TrainConfig:
-    """Notebook 01's training configuration for ``dataset`` (with ``changes`` applied)."""
-    cfg = dataclasses.replace(RECIPE, seed=seed, **DATASET_OVERRIDES.get(dataset, {}))
-    return dataclasses.replace(cfg, **changes)
+def splits(dataset: str, recipe: ClassifierRecipe) -> tuple[data.ImageDataset, data.ImageDataset, data.ImageDataset]:
+    """``(train, val, test)``: a seeded validation split of ``recipe.val_size``, the training part cut
+    to ``recipe.train_size``, and the untouched test split."""
+    full_train = data.load(dataset, "train")
+    train_part, val_part = data.train_val_split(full_train, recipe.val_size, seed=recipe.seed)
+    return train_part.head(recipe.train_size), val_part, data.load(dataset, "test")
+
+
+def fit_classifier(architecture: str, cfg: train.TrainConfig, train_part: data.ImageDataset,
+                   val_part: data.ImageDataset, *, progress: bool | None = None,
+                   log: Callable[[str], None] | None = print, **arch_kwargs: Any) -> tuple[train.FitResult, dict]:
+    """Build classifier ``architecture`` for the dataset's shape and train it with ``cfg``.
+
+    Returns ``(fit result, constructor config)``; the config is what :func:`save` stores.
+    """
+    if architecture not in models.CLASSIFIERS:
+        raise ValueError(f"unknown classifier {architecture!r}; expected one of {sorted(models.CLASSIFIERS)}")
+    config = models.classifier_config(architecture, train_part.num_classes, train_part.image_shape, **arch_kwargs)
+    net = models.build(architecture, config, seed=cfg.seed)
+    result = train.fit(net, train.Classification.from_config(train_part.num_classes, cfg),
+                       train_part.arrays(), val_part.arrays(), cfg, progress=progress, log=log)
+    return result, config
+
+
+def save(dataset: str, model: nnx.Module, config: dict, recipe: ClassifierRecipe, *, profile: str,
+         test_accuracy: float) -> Path:
+    """Save a trained classifier to :func:`checkpoint_path` with its profile, recipe and test accuracy."""
+    info = {"dataset": dataset, "test_accuracy": float(test_accuracy), "profile": profile, "seed": recipe.seed,
+            "recipe": recipe.as_dict()}
+    return checkpoint.save_model(checkpoint_path(dataset, recipe.model), model, recipe.model, config, info=info)
 
 
 def train_classifier(dataset: str, model: str = "resnet", *, profile: str = "full", seed: int = 0,
                      progress: bool | None = None, log: Callable[[str], None] | None = print
                      ) -> tuple[nnx.Module, dict]:
-    """Train notebook 01's classifier on ``dataset`` and save it to :func:`checkpoint_path`.
+    """Train notebook 01's classifier on ``dataset`` in ``profile`` and save it to :func:`checkpoint_path`.
 
     ``profile="quick"`` trains one epoch on 2,000 images (a weak model, for smoke runs).
     Returns ``(model, meta)`` like :func:`checkpoint.load_model`.
     """
-    if model not in ARCH_KWARGS:
-        raise ValueError(f"unknown classifier {model!r}; expected one of {sorted(ARCH_KWARGS)}")
-    if profile not in ("quick", "full"):
-        raise ValueError(f"profile must be 'quick' or 'full'; got {profile!r}")
-    full_train = data.load(dataset, "train")
-    train_part, val_part = data.train_val_split(full_train, 500 if profile == "quick" else VAL_SIZE, seed=seed)
-    cfg = recipe(dataset, seed=seed)
-    if profile == "quick":
-        train_part = train_part.head(2000)
-        cfg = dataclasses.replace(cfg, epochs=1, warmup_epochs=0.3)
-    config = models.classifier_config(model, full_train.num_classes, full_train.image_shape, **ARCH_KWARGS[model])
-    net = models.build(model, config, seed=seed)
-    result = train.fit(net, train.Classification.from_config(full_train.num_classes, cfg),
-                       train_part.arrays(), val_part.arrays(), cfg, progress=progress, log=log)
-    test = data.load(dataset, "test")
+    recipe = expected_recipe(model, profile, seed)
+    train_part, val_part, test = splits(dataset, recipe)
+    result, config = fit_classifier(model, recipe.train_config(dataset), train_part, val_part,
+                                    progress=progress, log=log, **recipe.arch_kwargs())
     accuracy = metrics.accuracy(test.labels, train.predict(result.model, test.images).argmax(-1))
-    info = {"dataset": dataset, "test_accuracy": accuracy, "profile": profile, "seed": seed}
-    path = checkpoint.save_model(checkpoint_path(dataset, model), result.model, model, config, info=info)
+    path = save(dataset, result.model, config, recipe, profile=profile, test_accuracy=accuracy)
     if log is not None:
         log(f"trained {model} on {dataset} ({profile} profile): test accuracy {accuracy:.2%}; saved {path}")
     return result.model, checkpoint.read_meta(path)
 
 
+def expected_recipe(model: str = "resnet", profile: str = "full", seed: int = 0) -> ClassifierRecipe:
+    """The recipe a notebook in ``profile`` expects its classifier to have been trained with."""
+    if model not in models.CLASSIFIERS:
+        raise ValueError(f"unknown classifier {model!r}; expected one of {sorted(models.CLASSIFIERS)}")
+    base = recipes.CLASSIFIER
+    if model != base.model:   # the other classifier (SeedCNN) with the same training recipe
+        base = ClassifierRecipe(**{**base.as_dict(), "model": model})
+    return ClassifierRecipe(**{**base.as_dict(), "seed": seed}).for_profile(profile)
+
+
+def why_not_usable(meta: dict, model: str = "resnet", profile: str = "full", seed: int = 0) -> str | None:
+    """Why a saved classifier's ``meta`` does not fit a notebook in ``profile`` (None: it fits).
+
+    A full-profile notebook needs the full recipe; a quick one takes the quick or the full one.
+    """
+    info = meta.get("info", {})
+    saved = info.get("recipe")
+    if saved is None:
+        return "it records no recipe (saved by an older version)"
+    accepted = {p: expected_recipe(model, p, seed).as_dict() for p in (("full", "quick") if profile == "quick"
+                                                                      else ("full",))}
+    if any(saved == r for r in accepted.values()):
+        return None
+    if info.get("profile") != "full" and profile == "full":
+        return f"it was trained in the {info.get('profile')!r} profile"
+    changed = sorted(k for k in set(saved) | set(accepted["full"]) if saved.get(k) != accepted["full"].get(k))
+    return f"its recipe differs from the {profile} profile's in {', '.join(changed)}"
+
+
 def load_or_train(dataset: str, model: str = "resnet", *, profile: str = "full", seed: int = 0,
                   log: Callable[[str], None] | None = print) -> tuple[nnx.Module, dict]:
-    """The saved classifier of ``dataset`` if notebook 01 left one, else train it now.
+    """The saved classifier of ``dataset`` if it was trained with the recipe ``profile`` expects,
+    else train (and save) that one now, saying why.
 
-    Returns ``(model, meta)``; ``meta["info"]`` says which profile trained it and its
-    test accuracy, so a notebook can state what its numbers rest on.
+    Returns ``(model, meta)``; ``meta["info"]`` says which profile and recipe trained it and
+    its test accuracy, so a notebook can state what its numbers rest on.
     """
     path = checkpoint_path(dataset, model)
     if (path / "meta.json").is_file():
-        net, meta = checkpoint.load_model(path, expect_architecture=model)
+        reason = why_not_usable(checkpoint.read_meta(path), model, profile, seed)
+        if reason is None:
+            net, meta = checkpoint.load_model(path, expect_architecture=model)
+            if log is not None:
+                info = meta.get("info", {})
+                log(f"loaded {model} for {dataset} from {path.name} ({info.get('profile', '?')} profile, "
+                    f"test accuracy {info.get('test_accuracy', float('nan')):.2%})")
+            return net, meta
         if log is not None:
-            info = meta.get("info", {})
-            log(f"loaded {model} for {dataset} from {path.name} ({info.get('profile', '?')} profile, "
-                f"test accuracy {info.get('test_accuracy', float('nan')):.2%})")
-        return net, meta
-    if log is not None:
+            log(f"not using the saved {model} for {dataset}: {reason}; training notebook 01's recipe "
+                f"({profile} profile) instead")
+    elif log is not None:
         log(f"no saved {model} for {dataset}; training notebook 01's recipe ({profile} profile)")
     return train_classifier(dataset, model, profile=profile, seed=seed, log=log)

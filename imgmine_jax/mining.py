@@ -17,13 +17,13 @@ pixels for comparison:
   learning (Northcutt, Jiang & Chuang, 2021): every training image is scored by a model
   that never saw it, and images whose given label that model finds unlikely come first.
 
-Distances are cosine throughout (on L2-normalised vectors): the length of a ReLU
-embedding mostly says how *strongly* a network responds, not to what.
+Distances are cosine (on L2-normalised vectors) unless asked otherwise: the length of a
+ReLU embedding mostly says how *strongly* a network responds, not to what.
 
-scikit-learn runs with :data:`SKLEARN_THREADS` OpenMP/BLAS threads (default one). On a
-2-core CPU shared with other jobs, OpenMP's spin-waiting threads made k-means on 10,000
-pixel vectors 8.5x slower (28 s vs 3.3 s) and t-SNE of 500 points 7.7x slower (44 s vs
-5.7 s) than a single thread. Set it to ``None`` for all cores on a quiet machine.
+scikit-learn runs with :data:`SKLEARN_THREADS` OpenMP/BLAS threads (default one): on a
+2-core CPU shared with other jobs, OpenMP's spin-waiting threads made k-means and t-SNE
+several times slower than a single thread. Set it to ``None`` for all cores on a quiet
+machine.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import numpy as np
 from flax import nnx
 
 from imgmine_jax import data as data_lib
-from imgmine_jax import metrics, models, train
+from imgmine_jax import metrics, models, recipes, train
 
 #: OpenMP/BLAS threads for the scikit-learn calls here (None: the library's default, all cores).
 SKLEARN_THREADS: int | None = 1
@@ -85,10 +85,12 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 # --------------------------------------------------------------------------- retrieval
 
 
-def nearest_neighbors(index: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest rows of ``index`` (cosine distance, exact) for every query.
+def nearest_neighbors(index: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
+                      metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``index`` (exact search) for every query.
 
+    ``metric``: ``"cosine"`` (distance ``1 - cos``; embeddings) or ``"euclidean"`` (L2;
+    e.g. :func:`pixels`, to find the training image closest to a generated one).
     Returns ``(distances, indices)``, each ``(num_queries, k)``, nearest first. With
     ``queries=None`` every row of ``index`` is its own query and is *left out* of its
     neighbours (leave-one-out, as precision@k needs); a query that is also in
@@ -96,20 +98,25 @@ def nearest_neighbors(index: np.ndarray, queries: np.ndarray | None = None, *, k
     """
     from sklearn.neighbors import NearestNeighbors
 
-    index = l2_normalize(index)
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean'; got {metric!r}")
+    cosine = metric == "cosine"
+    index = l2_normalize(index) if cosine else np.asarray(index, dtype=np.float32)
     limit = len(index) - (1 if queries is None else 0)
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
         raise ValueError(f"k must be an integer in [1, {limit}] for an index of {len(index)} rows; got {k!r}")
     # Euclidean on unit vectors ranks exactly like cosine distance (|a-b|^2 = 2 - 2cos),
     # and sklearn's brute-force euclidean path is a BLAS matrix product.
     if queries is not None:
-        queries = l2_normalize(queries)
+        queries = l2_normalize(queries) if cosine else np.asarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != index.shape[1]:
             raise ValueError(f"queries must have shape (M, {index.shape[1]}) like the index; got {queries.shape}")
     with _sklearn_threads():
         nn = NearestNeighbors(n_neighbors=int(k), algorithm="brute", metric="euclidean").fit(index)
         dist, idx = nn.kneighbors(queries)   # queries=None: leave-one-out over the index
-    return (dist ** 2 / 2.0).astype(np.float32), idx   # back to cosine distance 1 - cos
+    if cosine:
+        dist = dist ** 2 / 2.0              # back to cosine distance 1 - cos
+    return dist.astype(np.float32), idx
 
 
 def precision_at_k(index: np.ndarray, labels: np.ndarray, *, k: int = 10) -> float:
@@ -215,12 +222,8 @@ class OutOfFold:
         return metrics.accuracy(self.labels, self.probabilities.argmax(-1))
 
 
-FOLD_RECIPE = train.TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3, schedule="onecycle",
-                                warmup_epochs=0.5, weight_decay=1e-4, seed=0)
-
-
 def out_of_fold_probabilities(dataset: data_lib.ImageDataset, *, folds: int = 4, model: str = "seed_cnn",
-                              cfg: train.TrainConfig = FOLD_RECIPE, seed: int = 0,
+                              cfg: train.TrainConfig = recipes.LABEL_NOISE_FOLDS, seed: int = 0,
                               model_kwargs: dict | None = None, progress: bool | None = None,
                               log: Callable[[str], None] | None = print) -> OutOfFold:
     """K-fold cross-validated class probabilities for every example of ``dataset``.
@@ -232,11 +235,10 @@ def out_of_fold_probabilities(dataset: data_lib.ImageDataset, *, folds: int = 4,
     that disagrees with the label is evidence against the label, not memorisation.
 
     The folds run one after another. They could be stacked and trained by one
-    ``jax.vmap``-ed step (each member gathering its own batch indices), but on XLA:CPU
-    a vmapped convolution becomes a grouped convolution without a fast kernel: notebook
-    01 measured a vmapped SeedCNN sweep at 0.56x the speed of sequential runs on the
-    2-core CPU, so here sequential folds are the fast path. On an accelerator, stacking
-    the folds would be worth it.
+    ``jax.vmap``-ed step (each member gathering its own batch indices), but on a 2-core
+    CPU notebook 01's vmapped SeedCNN sweep runs no faster than sequential runs (its
+    ``metrics.json`` records the ratio), so here sequential folds are the simple path. On
+    an accelerator, stacking the folds would be worth it.
     """
     from sklearn.model_selection import StratifiedKFold
 

@@ -158,7 +158,8 @@ def bar(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: s
     """A labelled bar chart with the value written on each bar."""
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(labels) + 2), 3.4))
     bars = ax.bar(range(len(labels)), values, color="tab:blue")
-    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 6 else 0,
+                  ha="right" if len(labels) > 6 else "center")
     for b, v in zip(bars, values):
         ax.text(b.get_x() + b.get_width() / 2, b.get_height(), fmt.format(v), ha="center", va="bottom", fontsize=7)
     if ylim is not None:

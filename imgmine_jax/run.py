@@ -50,6 +50,8 @@ from imgmine_jax.files import atomic_write_bytes, json_default, recover_dir, rep
 PROFILES = ("quick", "full")
 OUTPUT_ENV = "IMGMINE_OUTPUT_DIR"
 PROFILE_ENV = "IMGMINE_PROFILE"
+NOTEBOOK_ENV = "IMGMINE_NOTEBOOK"        # the notebook file the runner executes (its parameters cell)
+INJECTED_ENV = "IMGMINE_INJECTED"        # JSON of the parameters the runner injected
 PROGRESS_ENV = "IMGMINE_PROGRESS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -85,24 +87,64 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-class Report:
-    """Collects one notebook's figures and headline numbers.
+def _significant(value: Any, digits: int = 6) -> Any:
+    """Floats (also inside lists and dicts) rounded to ``digits`` significant digits."""
+    import numpy as np
 
-    ``report.figure(fig, "learning_curves")`` saves ``figures/learning_curves.png`` and
-    shows the figure inline; ``report.metrics[...] = value`` records a headline number;
-    ``report.write()`` writes ``metrics.json`` (profile, dataset, seed, wall time,
-    versions, device, metrics). Created at the top of a notebook, so the wall time
+    if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
+        value = float(value)
+        return float(f"{value:.{digits}g}") if np.isfinite(value) else value
+    if isinstance(value, np.ndarray):
+        return _significant(value.tolist(), digits)
+    if isinstance(value, dict):
+        return {k: _significant(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_significant(v, digits) for v in value]
+    return value
+
+
+def table(header: list[str], rows: list[list[Any]]):
+    """A Markdown table (for ``display``) from a header and rows of cells."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    return Markdown("\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
+
+
+class Report:
+    """Collects one notebook's parameters, figures and headline numbers.
+
+    ``Report("01_cnn_classification", dataset=...)`` at the top of a notebook (after its
+    parameters cell) records the value of every parameter of that cell, as the notebook
+    runs with them (after the runner's injections and the quick profile's changes), and
+    which ones the runner injected. ``report.figure(fig, "learning_curves")`` saves
+    ``figures/learning_curves.png`` and shows the figure inline; ``report.metrics[...] =
+    value`` records a headline number; ``report.write()`` writes ``metrics.json``
+    (profile, dataset, seed, parameters, wall time, versions, device, metrics; floats
+    rounded to 6 significant digits). Created at the top of a notebook, so the wall time
     covers the whole run.
+
+    ``namespace``: where the parameters' values are read (default: the calling notebook's
+    globals); ``parameters``: extra values to record (or ones to record instead).
     """
 
-    def __init__(self, notebook: str, *, profile: str, seed: int, dataset: str | None = None,
-                 **parameters: Any):
+    table = staticmethod(table)
+
+    def __init__(self, notebook: str, *, profile: str | None = None, seed: int | None = None,
+                 dataset: str | None = None, namespace: dict[str, Any] | None = None, **parameters: Any):
+        if namespace is None:
+            namespace = sys._getframe(1).f_globals
+        recorded = {name: namespace[name] for name in _cell_parameters(notebook) if name in namespace}
+        recorded.update(parameters)
+        profile = recorded.get("profile") if profile is None else profile
+        seed = recorded.get("seed") if seed is None else seed
         check_profile(profile)
         self.notebook = notebook
         self.profile = profile
         self.seed = seed
         self.dataset = dataset
-        self.parameters = parameters
+        self.parameters = {k: v for k, v in recorded.items() if k != "profile"}
+        self.injected = json.loads(os.environ.get(INJECTED_ENV, "{}"))
         self.metrics: dict[str, Any] = {}
         self.key_figures: list[str] = []
         self._start = time.perf_counter()
@@ -140,15 +182,23 @@ class Report:
         """Write ``metrics.json`` and return its path."""
         doc = {
             "notebook": self.notebook, "profile": self.profile, "dataset": self.dataset,
-            "seed": self.seed, "parameters": self.parameters,
+            "seed": self.seed, "parameters": self.parameters, "injected_parameters": self.injected,
             "wall_seconds": round(time.perf_counter() - self._start, 1),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **environment_info(),
-            "metrics": self.metrics, "key_figures": self.key_figures,
+            "metrics": _significant(self.metrics), "key_figures": self.key_figures,
         }
         path = self.dir / "metrics.json"
         atomic_write_bytes(path, (json.dumps(doc, indent=2, default=json_default) + "\n").encode())
         return path
+
+
+def _cell_parameters(notebook: str) -> list[str]:
+    """The names in the parameters cell of ``notebook`` (the file the runner executes, else
+    ``notebooks/<notebook>.ipynb``); none if that file is not there."""
+    path = os.environ.get(NOTEBOOK_ENV)
+    path = Path(path) if path and Path(path).stem == notebook else NOTEBOOK_DIR / f"{notebook}.ipynb"
+    return list(notebook_parameters(path)) if path.is_file() else []
 
 
 def check_profile(profile: str) -> str:
@@ -269,9 +319,11 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
     staging.chmod(0o755)
     executed = staging / f"{stem}.ipynb"
-    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV, PROGRESS_ENV)}
+    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV, PROGRESS_ENV, NOTEBOOK_ENV, INJECTED_ENV)}
     os.environ[OUTPUT_ENV] = str(staging)
     os.environ[PROFILE_ENV] = profile
+    os.environ[NOTEBOOK_ENV] = str(Path(notebook).absolute())
+    os.environ[INJECTED_ENV] = json.dumps({"profile": profile, **(parameters or {})})
     os.environ[PROGRESS_ENV] = "0"   # progress bars would flood the rendered notebook
     kernel_log = staging / "kernel.log"
     try:

@@ -28,6 +28,7 @@ from flax import nnx
 
 from imgmine_jax import data as data_lib
 from imgmine_jax import moving_mnist
+from imgmine_jax.train import Task, apply_batched
 
 # --------------------------------------------------------------------------- row completion
 
@@ -38,7 +39,7 @@ def image_rows(images: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class RowCompletion:
+class RowCompletion(Task):
     """Next-row prediction on ``{"image": uint8 (N, H, W, 1)}`` batches.
 
     Training loss, sigmoid cross-entropy per pixel, of two parts:
@@ -87,7 +88,7 @@ def complete_images(model: nnx.Module, images: np.ndarray, given_rows: int = 14,
         done = m.complete(rows[:, :given_rows], rows.shape[1] - given_rows)
         return jnp.concatenate([rows[:, :given_rows], done], axis=1)
 
-    return _batched(model, fn, images, batch_size)
+    return apply_batched(model, fn, images, batch_size)
 
 
 def completion_baselines(train_images: np.ndarray, train_labels: np.ndarray, images: np.ndarray,
@@ -128,7 +129,7 @@ def frame_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class NextFrames:
+class NextFrames(Task):
     """Predict frames ``observed+1..T`` of Moving MNIST from frames ``1..observed``.
 
     Batches are ``{"digits", "positions"}`` (:meth:`MovingMnist.arrays`); frames are
@@ -163,7 +164,7 @@ class NextFrames:
 def predict_frames(model: nnx.Module, observed: np.ndarray, batch_size: int = 100) -> np.ndarray:
     """Predicted future frames, float ``(N, F, S, S)`` in [0, 1], from uint8 observed ``(N, T, S, S)``."""
     fn = lambda m, x: nnx.sigmoid(m(x[..., None].astype(jnp.float32) / 255.0))[..., 0]
-    return _batched(model, fn, observed, batch_size)
+    return apply_batched(model, fn, observed, batch_size)
 
 
 def horizon_errors(pred: np.ndarray, target: np.ndarray, ssim_fn: Callable | None = None) -> dict[str, np.ndarray]:
@@ -207,24 +208,9 @@ def mean_frame(sequences: moving_mnist.MovingMnist, batch_size: int = 500) -> np
 
 # --------------------------------------------------------------------------- helpers
 
-def _batched(model: nnx.Module, fn: Callable, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """``fn(model, batch)`` in eval mode over ``inputs`` in batches of one shape, jitted once."""
-    inputs = np.asarray(inputs)
-    model.eval()
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def apply(state, x):
-        return fn(nnx.merge(graphdef, state), x)
-
-    idx, _ = data_lib.eval_batches(len(inputs), min(batch_size, len(inputs)))
-    outs = [np.asarray(apply(state, inputs[i])) for i in idx]
-    return np.concatenate(outs)[: len(inputs)]
-
-
 def accuracy_after_each_row(model: nnx.Module, images: np.ndarray, labels: np.ndarray,
                             batch_size: int = 1000) -> np.ndarray:
     """Test accuracy of a row classifier after reading ``k = 1..H`` rows, ``(H,)``."""
     fn = lambda m, x: m.logits_after_each_row(data_lib.normalize(x)).argmax(-1)
-    preds = _batched(model, fn, images, batch_size)
+    preds = apply_batched(model, fn, images, batch_size)
     return (preds == np.asarray(labels)[:, None]).mean(0)

@@ -6,12 +6,15 @@ it back inside the trace, and returns the new state. Each step compiles once per
 input shape (every training batch has the same shape, see
 :func:`imgmine_jax.data.epoch_batches`) and is then reused for every step and epoch.
 
-What is trained is described by a *task* (:class:`Classification` here; regression
-and GAN tasks live beside their models): how a batch becomes inputs, the loss, and
-the metrics summed over an evaluation batch. :func:`fit` is the same loop for all.
-A task that is not one loss minimised by one optimiser (a GAN: two networks, two
-optimisers, alternating updates) also defines ``make_optimizer`` and ``update``
-(see :class:`Task`); the loop, jit-once steps, checkpoints and resume stay the same.
+What is trained is described by a *task*, a subclass of :class:`Task`
+(:class:`Classification` here, the sequence tasks in :mod:`imgmine_jax.sequence`, the GAN
+task in :mod:`imgmine_jax.gan`): how a batch becomes inputs, the loss, the metrics summed
+over an evaluation batch, which metrics are better higher, and -- for a task that is not
+one loss minimised by one optimiser (a GAN: two networks, two optimisers, alternating
+updates) -- its own optimiser and update. :func:`build_trainer` is the one way a task,
+a model and a :class:`TrainConfig` become a :class:`Trainer`; :func:`fit` and the vmapped
+:func:`sweep` run the same epoch loop (history columns, checkpoints, resume, the stop on
+a non-finite loss).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -129,21 +132,52 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int,
 
 # --------------------------------------------------------------------------- tasks
 
-class Task(Protocol):
-    """What :func:`fit` needs from a learning problem."""
+class Task:
+    """What :func:`fit` and :func:`sweep` need from a learning problem; subclass it.
+
+    A subclass defines :meth:`loss` (or overrides :meth:`update`) and :meth:`eval_sums`.
+    The defaults are one loss minimised by one optimiser (:func:`make_optimizer`); a task
+    that is not (a GAN: two networks, two optimisers, alternating updates) overrides
+    :meth:`make_optimizer`, :meth:`update` and :meth:`peak_learning_rate` together.
+    """
+
+    #: metric names (without ``train_`` / ``val_``) for which higher is better; every other
+    #: metric is minimised when :func:`fit` picks the best epoch by it
+    higher_is_better: frozenset[str] = frozenset()
 
     def loss(self, model: nnx.Module, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
-        """Training loss on a batch, and per-batch metrics (means) to log."""
+        """Training loss on a batch, and per-batch metrics (means, including ``"loss"``) to log."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither loss() nor update()")
 
     def eval_sums(self, model: nnx.Module, batch: dict, mask: jax.Array) -> dict:
         """Metrics *summed* over the unmasked examples of an evaluation batch."""
+        raise NotImplementedError(f"{type(self).__name__} defines no eval_sums()")
 
-    # Optional, for tasks that bring their own optimiser(s) and update rule (GANs):
-    #   make_optimizer(model, cfg, steps_per_epoch) -> an nnx.Object holding optimiser state
-    #   update(model, optimizer, batch, key) -> per-batch metrics (must include "loss");
-    #       updates model and optimizer in place (inside the jitted step)
-    #   learning_rate(step) -> float, the peak rate, for the history's "lr" column (times
-    #       the schedule of cfg.schedule, which the task's optimiser must follow too)
+    def make_optimizer(self, model: nnx.Module, cfg: "TrainConfig", steps_per_epoch: int,
+                       learning_rate: float | jax.Array | None = None) -> nnx.Object:
+        """The optimiser state for ``model`` (default: :func:`make_optimizer` over its parameters;
+        ``learning_rate`` replaces ``cfg.learning_rate``, as a vmapped sweep's members do)."""
+        return nnx.Optimizer(model, make_optimizer(cfg, steps_per_epoch, learning_rate), wrt=nnx.Param)
+
+    def update(self, model: nnx.Module, optimizer: nnx.Object, batch: dict, key: jax.Array) -> dict:
+        """One training step, in place, inside the jitted step; returns the per-batch metrics
+        (must include ``"loss"``, the non-finite guard). Default: a gradient step on :meth:`loss`."""
+        grad_fn = nnx.value_and_grad(lambda m: self.loss(m, batch, key), has_aux=True)
+        (_, metrics), grads = grad_fn(model)
+        optimizer.update(model, grads)
+        return metrics
+
+    def peak_learning_rate(self, cfg: "TrainConfig") -> float:
+        """The peak learning rate the history's ``"lr"`` column scales by ``cfg.schedule``."""
+        return float(cfg.learning_rate)
+
+    def maximizes(self, metric: str) -> bool:
+        """Whether a larger ``metric`` (a history column, e.g. ``"val_accuracy"``) is better."""
+        for prefix in ("train_", "val_"):
+            if metric.startswith(prefix):
+                metric = metric[len(prefix):]
+                break
+        return metric in self.higher_is_better
 
 
 def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
@@ -182,7 +216,7 @@ def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Classification:
+class Classification(Task):
     """Softmax cross-entropy on ``{"image": uint8, "label": int}`` batches.
 
     Images are augmented (uint8, before normalisation) only in training.
@@ -192,6 +226,7 @@ class Classification:
     label_smoothing: float = 0.0
     augment_shift: int = 0
     augment_flip: bool = False
+    higher_is_better = frozenset({"accuracy"})
 
     @classmethod
     def from_config(cls, num_classes: int, cfg: TrainConfig) -> "Classification":
@@ -235,13 +270,7 @@ def train_step_fn(graphdef: nnx.GraphDef, task: Task) -> Callable:
     """
     def step(state, arrays, idx, key):
         model, optimizer = nnx.merge(graphdef, state)
-        batch = _gather(arrays, idx)
-        if hasattr(task, "update"):
-            metrics = task.update(model, optimizer, batch, key)
-        else:
-            grad_fn = nnx.value_and_grad(lambda m: task.loss(m, batch, key), has_aux=True)
-            (_, metrics), grads = grad_fn(model)
-            optimizer.update(model, grads)
+        metrics = task.update(model, optimizer, _gather(arrays, idx), key)
         return nnx.state((model, optimizer)), metrics
 
     return step
@@ -279,19 +308,21 @@ class Trainer:
     """
 
     def __init__(self, model: nnx.Module, task: Task, tx: optax.GradientTransformation | nnx.Object,
-                 seed: int = 0, schedule: optax.Schedule | None = None,
+                 seed: int = 0, learning_rate: Callable[[int], float] | None = None,
                  data_parallel: parallel_lib.DataParallel | None = None):
         """``tx``: an optax transformation (wrapped in ``nnx.Optimizer``), or an optimiser
-        object already built for ``model`` (e.g. ``task.make_optimizer(model, ...)``)."""
+        object already built for ``model`` (e.g. ``task.make_optimizer(model, ...)``).
+        ``learning_rate``: the rate at each step, for :meth:`learning_rate` (the history's
+        ``"lr"``); :func:`build_trainer` passes the task's peak times the schedule."""
         self.task = task
-        optimizer = tx if isinstance(tx, nnx.Object) else nnx.Optimizer(model, tx, wrt=nnx.Param)
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param) if isinstance(tx, optax.GradientTransformation) else tx
         model.train()  # train/eval mode is static graph data: one graphdef for each
         graph_train, state = nnx.split((model, optimizer))
         self.dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel()
         self.state = self.dp.replicate(state)
         model.eval()
         self._model = model
-        self._schedule = schedule
+        self._learning_rate = learning_rate
         self._base_key = jax.random.key(seed)
         self.step = 0
         self._traces = {"train": 0, "eval": 0}
@@ -307,12 +338,10 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The learning rate of the next step (peak rate times the schedule)."""
-        if hasattr(self.task, "learning_rate"):
-            peak = float(self.task.learning_rate(self.step))
-        else:
-            opt_state = self.state[1]["opt_state"]
-            peak = -float(opt_state[3].hyperparams["step_size"].get_value())
-        return peak * (1.0 if self._schedule is None else float(self._schedule(self.step)))
+        if self._learning_rate is None:
+            raise ValueError("this Trainer was built without a learning-rate schedule; build it with "
+                             "train.build_trainer or pass learning_rate=")
+        return float(self._learning_rate(self.step))
 
     def run_epoch(self, arrays: dict, batch_indices: np.ndarray, progress: tqdm | None = None) -> dict:
         """One pass over ``batch_indices``; returns the mean of the per-step metrics.
@@ -320,8 +349,8 @@ class Trainer:
         The host work per step is one call of the jitted step: the epoch's batch indices go
         to the device in one transfer and its RNG keys are derived in one call before the
         loop, and the metrics are summed after it. On a 2-core CPU the Python thread shares
-        the cores with XLA, so per-step host work showed up in the step time (~6% for the
-        ResNet at batch 32, ``benchmarks/cpu_probes.md``).
+        the cores with XLA, so per-step host work showed up in the step time
+        (``benchmarks/cpu_probes.md``).
 
         Raises :class:`NonFiniteLossError` naming the first step whose loss was NaN/inf.
         """
@@ -351,9 +380,14 @@ class Trainer:
         return evaluate(self.eval_step, self.model_state if model_state is None else model_state,
                         arrays, batch_size, self.dp)
 
-    def compilations(self) -> int:
-        """How many programs the train and eval steps have compiled so far."""
-        return sum(self._traces.values())
+    def compilations(self, step: str | None = None) -> int:
+        """How many programs the train and eval steps (``step``: ``"train"`` or ``"eval"`` only)
+        have compiled so far: each compilation traces the step once."""
+        if step is None:
+            return sum(self._traces.values())
+        if step not in self._traces:
+            raise ValueError(f"step must be one of {sorted(self._traces)} or None; got {step!r}")
+        return self._traces[step]
 
     def _counted(self, name: str, fn: Callable) -> Callable:
         """``fn`` that counts how often JAX traces it: once per compiled program."""
@@ -389,6 +423,16 @@ def evaluate(eval_step: Callable, model_state, arrays: dict, batch_size: int,
 
 # --------------------------------------------------------------------------- loop
 
+def build_trainer(model: nnx.Module, task: Task, cfg: TrainConfig, steps_per_epoch: int, *,
+                  data_parallel: parallel_lib.DataParallel | None = None) -> Trainer:
+    """The :class:`Trainer` that :func:`fit` trains with: the task's optimiser for ``cfg``, and
+    the learning rate of each step (the task's peak times ``cfg.schedule``) for the history."""
+    shape = lr_schedule(cfg, steps_per_epoch)
+    peak = task.peak_learning_rate(cfg)
+    return Trainer(model, task, task.make_optimizer(model, cfg, steps_per_epoch), seed=cfg.seed,
+                   learning_rate=lambda step: peak * float(shape(step)), data_parallel=data_parallel)
+
+
 @dataclasses.dataclass
 class FitResult:
     """What :func:`fit` returns: the trained model (best epoch's weights) and its history."""
@@ -404,9 +448,130 @@ class FitResult:
         return np.array([row[name] for row in self.history])
 
 
+@dataclasses.dataclass
+class _Progress:
+    """What the epoch loop carries from epoch to epoch (and saves with each checkpoint)."""
+
+    history: list[dict] = dataclasses.field(default_factory=list)
+    best: Any = None
+    best_epoch: int = 0
+    best_state: Any = None
+    train_seconds: float = 0.0
+    epoch: int = 0
+
+
+def _epoch_loop(runner, cfg: TrainConfig, n: int, *, fingerprint: dict, what: str, monitor: str | None,
+                maximize: bool, keep_best: bool, progress: bool, log: Callable[[str], None] | None,
+                checkpoint_dir, checkpoint_every: int,
+                on_epoch_end: Callable[[dict], None] | None = None,
+                epoch_metrics: Callable[[], dict[str, float]] | None = None, train: bool = True) -> _Progress:
+    """The one epoch loop of :func:`fit` and :func:`sweep`: batches, history rows, best epoch,
+    per-epoch checkpoints, resume and the non-finite-loss stop.
+
+    ``runner`` trains: ``step``, ``state``, ``model_state``, ``learning_rate()``,
+    ``run_epoch(batch_indices, bar)`` (raises :class:`NonFiniteLossError`), ``evaluate()``
+    (``{}`` without validation data), ``restore(state)`` and ``describe(row)`` (the log line).
+    ``keep_best``: keep a copy of the model state of the best epoch by ``monitor`` (None: the
+    last); the checkpoint then holds ``(state, best_state)``, else ``state``.
+    ``train=False``: only restore the newest checkpoint (a finished training being reused).
+    """
+    _check_checkpoint_every(checkpoint_every)
+    steps = n // cfg.batch_size
+    done = _Progress()
+    like = (runner.state, runner.model_state) if keep_best else runner.state
+    resumed = _resume(checkpoint_dir, like, fingerprint, what, log)
+    if resumed is not None:
+        state, saved = resumed
+        if keep_best:
+            state, done.best_state = state
+        runner.restore(state, done.best_state)
+        done.history = [{k: np.asarray(v) if isinstance(v, list) else v for k, v in row.items()}
+                        for row in saved["history"]]
+        done.best, done.best_epoch = saved.get("best"), saved.get("best_epoch", 0)
+        done.train_seconds, done.epoch, runner.step = saved["train_seconds"], saved["epoch"], saved["step"]
+        if keep_best:
+            done.best_state = runner.best_state
+    epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
+    for epoch in range(done.epoch + 1, cfg.epochs + 1 if train else 0):
+        lr = runner.learning_rate()
+        t0 = time.perf_counter()
+        bar = tqdm(total=steps, desc=f"{runner.label}epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
+        idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
+        try:
+            train_metrics = runner.run_epoch(idx, bar)
+        except NonFiniteLossError as err:
+            last = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
+            raise NonFiniteLossError(err.step, err.loss, str(last) if last else None) from None
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        done.train_seconds += seconds
+        row = {"epoch": epoch, "lr": lr, "seconds": seconds, "images_per_sec": steps * cfg.batch_size / seconds}
+        row.update({f"train_{k}": v for k, v in train_metrics.items()})
+        row.update({f"val_{k}": v for k, v in runner.evaluate().items()})
+        if epoch_metrics is not None:
+            row.update({k: float(v) for k, v in epoch_metrics().items()})
+        done.history.append(row)
+        improved = False
+        if keep_best:
+            score = epoch if monitor is None else row.get(monitor, row.get("train_loss"))
+            improved = (done.best is None or monitor is None
+                        or (score > done.best if maximize else score < done.best))
+            if improved:
+                done.best, done.best_epoch = score, epoch
+                done.best_state = jax.tree.map(jnp.copy, runner.model_state)
+        else:
+            done.best_epoch = epoch
+        if log is not None:
+            log(runner.describe(row) + ("  *" if improved else ""))
+        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
+            doc = {"fingerprint": fingerprint, "epoch": epoch, "step": runner.step, "history": done.history,
+                   "best": done.best, "best_epoch": done.best_epoch, "train_seconds": done.train_seconds}
+            state = (runner.state, done.best_state) if keep_best else runner.state
+            ckpt_lib.save_training(checkpoint_dir, epoch, state, json.loads(json.dumps(doc, default=json_default)))
+        done.epoch = epoch
+        if on_epoch_end is not None:
+            try:
+                on_epoch_end(row)
+            except StopIteration:
+                break
+    return done
+
+
+class _FitRunner:
+    """:func:`fit`'s side of the epoch loop: a :class:`Trainer` over device-resident data."""
+
+    label = ""
+
+    def __init__(self, trainer: Trainer, train_dev: dict, val_dev: dict | None, eval_batch_size: int):
+        self.trainer, self.train_dev, self.val_dev, self.eval_batch_size = trainer, train_dev, val_dev, eval_batch_size
+        self.best_state = None
+
+    step = property(lambda self: self.trainer.step, lambda self, v: setattr(self.trainer, "step", v))
+    state = property(lambda self: self.trainer.state)
+    model_state = property(lambda self: self.trainer.model_state)
+
+    def learning_rate(self) -> float:
+        return self.trainer.learning_rate()
+
+    def run_epoch(self, idx, bar) -> dict:
+        return self.trainer.run_epoch(self.train_dev, idx, bar)
+
+    def evaluate(self) -> dict:
+        if self.val_dev is None:
+            return {}
+        return {k: float(v) for k, v in self.trainer.evaluate(self.val_dev, self.eval_batch_size).items()}
+
+    def restore(self, state, best_state) -> None:
+        self.trainer.state, self.best_state = self.trainer.dp.replicate((state, best_state))
+
+    def describe(self, row: dict) -> str:
+        return format_row(row)
+
+
 def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         val: dict[str, np.ndarray] | None, cfg: TrainConfig, *,
-        monitor: str = "val_accuracy", progress: bool | None = None,
+        monitor: str | None = "val_accuracy", maximize: bool | None = None, progress: bool | None = None,
         on_epoch_end: Callable[[dict, Trainer], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
         log: Callable[[str], None] | None = print,
@@ -417,8 +582,10 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     Args:
       train, val: dicts of equal-length arrays (e.g. ``ImageDataset.arrays()``); put on
         the device once. ``val`` may be None (then the last epoch is kept).
-      monitor: the history column that picks the best epoch (higher is better for
-        ``*accuracy*``, lower otherwise); None keeps the last epoch.
+      monitor: the history column that picks the best epoch; None keeps the last epoch.
+      maximize: whether a larger ``monitor`` is better; default: as the task declares
+        (:meth:`Task.maximizes`; ``epoch_metrics`` columns are minimised unless the task
+        names them in ``higher_is_better``).
       progress: show a tqdm bar per epoch; default: yes, unless ``$IMGMINE_PROGRESS=0``
         (the notebook runner sets it, so rendered results keep only the epoch lines).
       on_epoch_end: called with each history row and the trainer (for figures,
@@ -447,26 +614,16 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     n = len(next(iter(train.values())))
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
-    progress = show_progress(progress)
     steps = n // cfg.batch_size
-    if hasattr(task, "make_optimizer"):
-        optimizer = task.make_optimizer(model, cfg, steps)
-    else:
-        optimizer = make_optimizer(cfg, steps)
-    trainer = Trainer(model, task, optimizer, seed=cfg.seed, schedule=lr_schedule(cfg, steps),
-                      data_parallel=data_parallel)
+    trainer = build_trainer(model, task, cfg, steps, data_parallel=data_parallel)
     trainer.dp.check_batch_size(cfg.batch_size)
-    train_dev = trainer.dp.replicate(train)
-    val_dev = trainer.dp.replicate(val) if val is not None else None
+    runner = _FitRunner(trainer, trainer.dp.replicate(train), trainer.dp.replicate(val) if val is not None else None,
+                        cfg.eval_batch_size)
     if val is None and monitor is not None and monitor.startswith("val_"):
         monitor = None                    # nothing to select on: keep the last epoch, as documented
-    higher_better = monitor is not None and "accuracy" in monitor
-    best, best_state, best_epoch = None, None, 0
-    history: list[dict] = []
-    epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
-    total_time, start = 0.0, 1
+    if maximize is None:
+        maximize = monitor is not None and task.maximizes(monitor)
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
-    _check_checkpoint_every(checkpoint_every)
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
@@ -474,80 +631,30 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     # progression frames, early stopping) would not happen again.
     cacheable = automatic and on_epoch_end is None and epoch_metrics is None
     finished = cacheable and (checkpoint_dir / FINISHED).is_file()
-    resumed = _resume(checkpoint_dir, (trainer.state, trainer.model_state), fingerprint, "run",
-                      None if finished else log)
-    if resumed is not None:
-        (state, best_state), saved = resumed
-        trainer.state, best_state = trainer.dp.replicate((state, best_state))
-        history, best, best_epoch = saved["history"], saved["best"], saved["best_epoch"]
-        trainer.step, total_time, start = saved["step"], saved["train_seconds"], saved["epoch"] + 1
-        if finished:
-            start = cfg.epochs + 1      # the training finished before: nothing left to do
-            if log is not None:
-                log(f"reused the finished training in {checkpoint_dir} ({len(history)} epochs, "
-                    f"{total_time:.0f} s of training; {CACHE_ENV}=0 retrains)")
-    elif finished:
+    if finished and ckpt_lib.latest_training(checkpoint_dir) is None:
         (checkpoint_dir / FINISHED).unlink()   # its checkpoint is gone: train again
-    for epoch in range(start, cfg.epochs + 1):
-        lr = trainer.learning_rate()
-        t0 = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
-        idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
-        try:
-            train_metrics = trainer.run_epoch(train_dev, idx, bar)
-        except NonFiniteLossError as err:
-            last = ckpt_lib.latest_training(checkpoint_dir) if checkpoint_dir is not None else None
-            raise NonFiniteLossError(err.step, err.loss, str(last) if last else None) from None
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - t0
-        total_time += seconds
-        row = {"epoch": epoch, "lr": lr, "seconds": seconds,
-               "images_per_sec": steps * cfg.batch_size / seconds}
-        row.update({f"train_{k}": v for k, v in train_metrics.items()})
-        if val_dev is not None:
-            val_metrics = trainer.evaluate(val_dev, cfg.eval_batch_size)
-            row.update({f"val_{k}": float(v) for k, v in val_metrics.items()})
-        if epoch_metrics is not None:
-            row.update({k: float(v) for k, v in epoch_metrics(trainer).items()})
-        history.append(row)
-        score = epoch if monitor is None else row.get(monitor, row.get("train_loss"))
-        improved = (best is None or monitor is None
-                    or (score > best if higher_better else score < best))
-        if improved:
-            best, best_epoch = score, epoch
-            best_state = jax.tree.map(jnp.copy, trainer.model_state)
-        if log is not None:
-            log(format_row(row) + ("  *" if improved else ""))
-        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
-            progress_doc = {"fingerprint": fingerprint, "epoch": epoch, "step": trainer.step,
-                            "history": history, "best": best, "best_epoch": best_epoch,
-                            "train_seconds": total_time}
-            ckpt_lib.save_training(checkpoint_dir, epoch, (trainer.state, best_state),
-                                   json.loads(json.dumps(progress_doc, default=str)))
-        if on_epoch_end is not None:
-            try:
-                on_epoch_end(row, trainer)
-            except StopIteration:
-                break
-    model = trainer.sync_model(best_state)
-    if automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"):
+        finished = False
+    done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="run", monitor=monitor, maximize=maximize,
+                       keep_best=True, progress=show_progress(progress), log=None if finished else log,
+                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                       on_epoch_end=None if on_epoch_end is None else (lambda row: on_epoch_end(row, trainer)),
+                       epoch_metrics=None if epoch_metrics is None else (lambda: epoch_metrics(trainer)),
+                       train=not finished)
+    if finished and log is not None:
+        log(f"reused the finished training in {checkpoint_dir} ({len(done.history)} epochs, "
+            f"{done.train_seconds:.0f} s of training; {CACHE_ENV}=0 retrains)")
+    model = trainer.sync_model(done.best_state)
+    latest = ckpt_lib.latest_training(checkpoint_dir) if automatic else None
+    if automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
+                      or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    elif cacheable and not finished:
+    elif automatic and not finished:
         # Kept, marked finished: the same call again (a re-run notebook, a runner retry after
         # a dead kernel) loads this result instead of training again.
-        last_epoch = history[-1]["epoch"] if history else 0
-        latest = ckpt_lib.latest_training(checkpoint_dir)
-        if latest is None or latest.name != f"epoch-{last_epoch:04d}":   # stopped between checkpoints
-            progress_doc = {"fingerprint": fingerprint, "epoch": last_epoch, "step": trainer.step,
-                            "history": history, "best": best, "best_epoch": best_epoch,
-                            "train_seconds": total_time}
-            ckpt_lib.save_training(checkpoint_dir, last_epoch, (trainer.state, best_state),
-                                   json.loads(json.dumps(progress_doc, default=str)))
         atomic_write_bytes(checkpoint_dir / FINISHED,
-                           json.dumps({"epochs": len(history), "train_seconds": total_time}).encode())
-    return FitResult(model=model, history=history, best_epoch=best_epoch,
-                     train_seconds=total_time, trainer=trainer, reused=finished)
+                           json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
+    return FitResult(model=model, history=done.history, best_epoch=done.best_epoch,
+                     train_seconds=done.train_seconds, trainer=trainer, reused=finished)
 
 
 def _check_checkpoint_every(checkpoint_every) -> None:
@@ -620,10 +727,36 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
+def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, jax.Array], Any], inputs: np.ndarray,
+                  batch_size: int = 1000, data_parallel: parallel_lib.DataParallel | None = None) -> Any:
+    """``fn(model, batch)`` in eval mode over ``inputs`` (examples along the first axis), jitted
+    once: fixed-size batches (the last one padded), the outputs (a pytree) cut back to
+    ``len(inputs)`` rows. The one batched-inference helper of the package (:func:`predict`,
+    the sequence models' completions and frames, embeddings).
+
+    With several devices (``data_parallel``, default: this process's) each batch is split
+    over them.
+    """
+    inputs = np.asarray(inputs)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
+    state = dp.replicate(state)
+
+    @jax.jit
+    def apply(state, x):
+        return fn(nnx.merge(graphdef, state), x)
+
+    idx, _ = data_lib.eval_batches(len(inputs), dp.eval_batch_size(batch_size, len(inputs)))
+    outs = [jax.device_get(apply(state, dp.shard_batch(inputs[i]))) for i in idx]
+    return jax.tree.map(lambda *parts: np.concatenate(parts)[: len(inputs)], *outs)
+
+
 def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
             fn: Callable[[nnx.Module, jax.Array], jax.Array] | None = None,
             data_parallel: parallel_lib.DataParallel | None = None) -> np.ndarray:
-    """Apply ``fn(model, normalized_images)`` (default: the logits) in eval mode, batched and jitted.
+    """Apply ``fn(model, normalized_images)`` (default: the logits) in eval mode, batched and jitted
+    (:func:`apply_batched`).
 
     ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`. With several
     devices (``data_parallel``, default: this process's) each batch is split over them.
@@ -633,18 +766,7 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
         raise ValueError(f"predict expects uint8 images of shape (N, H, W, C); got {images.dtype} "
                          f"{images.shape}")
     fn = fn or (lambda m, x: m(x))
-    model.eval()
-    graphdef, state = nnx.split(model)
-    dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
-    state = dp.replicate(state)
-
-    @jax.jit
-    def apply(state, x):
-        return fn(nnx.merge(graphdef, state), data_lib.normalize(x))
-
-    idx, _ = data_lib.eval_batches(len(images), dp.eval_batch_size(batch_size, len(images)))
-    outs = [np.asarray(apply(state, dp.shard_batch(images[i]))) for i in idx]
-    return np.concatenate(outs)[: len(images)]
+    return apply_batched(model, lambda m, x: fn(m, data_lib.normalize(x)), images, batch_size, data_parallel)
 
 
 def tta_views(shift: int = 1, flip: bool = False) -> list[tuple[int, int, bool]]:
@@ -710,12 +832,11 @@ def sweep_program(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, cfg:
     def init(seed, lr):
         model = make_model(nnx.Rngs(jax.random.key(seed)))  # == nnx.Rngs(seed), traceable
         model.train()
-        return nnx.state((model, nnx.Optimizer(model, make_optimizer(cfg, steps_per_epoch, lr), wrt=nnx.Param)))
+        return nnx.state((model, task.make_optimizer(model, cfg, steps_per_epoch, lr)))
 
     template = make_model(nnx.Rngs(0))
     template.train()
-    graph_train = nnx.graphdef((template, nnx.Optimizer(template, make_optimizer(cfg, steps_per_epoch),
-                                                        wrt=nnx.Param)))
+    graph_train = nnx.graphdef((template, task.make_optimizer(template, cfg, steps_per_epoch)))
     template.eval()
     graph_eval = nnx.graphdef(template)
     step = jax.vmap(train_step_fn(graph_train, task), in_axes=(0, None, None, None))
@@ -729,6 +850,55 @@ def sweep_program(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, cfg:
         placement = {"out_shardings": jax.sharding.NamedSharding(mesh, members)}
     states = jax.jit(jax.vmap(init), **placement)(seeds, learning_rates)
     return states, jax.jit(step, donate_argnums=0), jax.jit(evaluate_members)
+
+
+class _SweepRunner:
+    """:func:`sweep`'s side of the epoch loop: the stacked members' states and vmapped steps."""
+
+    label = "sweep "
+
+    def __init__(self, states, step_fn, eval_fn, train_dev, val_dev, cfg: TrainConfig, lrs: np.ndarray,
+                 member_seeds: np.ndarray, schedule: optax.Schedule):
+        self.state, self.step_fn, self.eval_fn = states, step_fn, eval_fn
+        self.train_dev, self.val_dev, self.cfg = train_dev, val_dev, cfg
+        self.lrs, self.member_seeds, self.schedule = lrs, member_seeds, schedule
+        self.base_key = jax.random.key(cfg.seed)
+        self.step = 0
+        self.best_state = None
+
+    model_state = property(lambda self: self.state[0])
+
+    def learning_rate(self) -> np.ndarray:
+        return self.lrs * float(self.schedule(self.step))
+
+    def run_epoch(self, idx, bar) -> dict:
+        sums, losses, first_step = None, [], self.step
+        for batch_idx in idx:
+            self.state, metrics = self.step_fn(self.state, self.train_dev, batch_idx,
+                                               jax.random.fold_in(self.base_key, self.step))
+            sums = _sum_metrics(sums, metrics)
+            losses.append(metrics["loss"])
+            self.step += 1
+            bar.update(1)
+        finite = np.isfinite(np.stack(jax.device_get(losses))).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            loss = np.asarray(jax.device_get(losses[bad]))
+            raise NonFiniteLossError(first_step + bad, float(loss[~np.isfinite(loss)][0]))
+        return {k: np.asarray(v) / len(idx) for k, v in jax.device_get(sums).items()}
+
+    def evaluate(self) -> dict:
+        return evaluate(self.eval_fn, self.state[0], self.val_dev, self.cfg.eval_batch_size)
+
+    def restore(self, state, best_state) -> None:
+        self.state = state
+
+    def describe(self, row: dict) -> str:
+        best = int(np.argmax(row.get("val_accuracy", -row["val_loss"])))
+        return (f"sweep epoch {row['epoch']:>3}  {row['seconds']:.1f}s  {len(self.lrs)} members  best: "
+                f"lr {self.lrs[best]:.1e} seed {self.member_seeds[best]}  " +
+                "  ".join(f"{k} {float(np.asarray(v)[best]):.4f}" for k, v in row.items()
+                          if k.startswith(("train_", "val_"))))
 
 
 def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict, val: dict,
@@ -750,11 +920,13 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     of them as divide their number evenly, each device training its share in the same
     program (:func:`imgmine_jax.parallel.member_mesh`).
 
-    ``checkpoint_dir`` / ``checkpoint_every``: as in :func:`fit`: the stacked states, step,
-    history and time are saved with Orbax, and a rerun with the same arguments resumes
-    from the newest complete checkpoint and ends bitwise where an uninterrupted sweep ends.
+    The epochs run in :func:`fit`'s loop: the history has :func:`fit`'s columns (each an
+    array over members; ``"lr"`` is each member's rate), a NaN/inf loss in any member stops
+    training with :class:`NonFiniteLossError`, and ``checkpoint_dir`` / ``checkpoint_every``
+    save the stacked states, step, history and time with Orbax so that a rerun with the same
+    arguments resumes from the newest complete checkpoint and ends bitwise where an
+    uninterrupted sweep ends.
     """
-    progress = show_progress(progress)
     lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
     member_seeds = np.array([s for _ in learning_rates for s in seeds], dtype=np.uint32)
     if len(lrs) == 0 or np.any(lrs <= 0):
@@ -766,47 +938,13 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     steps = n // cfg.batch_size
     mesh = parallel_lib.member_mesh(len(lrs), devices)
     states, step_fn, eval_fn = sweep_program(make_model, task, cfg, steps, lrs, member_seeds, mesh)
-    base_key = jax.random.key(cfg.seed)
     shared = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    train_dev, val_dev = data_lib.to_device(train, shared), data_lib.to_device(val, shared)
-    schedule = lr_schedule(cfg, steps)
-    epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
-    history, total, step, start = [], 0.0, 0, 1
-    _check_checkpoint_every(checkpoint_every)
+    runner = _SweepRunner(states, step_fn, eval_fn, data_lib.to_device(train, shared), data_lib.to_device(val, shared),
+                          cfg, lrs, member_seeds, lr_schedule(cfg, steps))
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
                    "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()}
-    resumed = _resume(checkpoint_dir, states, fingerprint, "sweep", log)
-    if resumed is not None:
-        states, done = resumed
-        history = [{k: np.asarray(v) if isinstance(v, list) else v for k, v in row.items()}
-                   for row in done["history"]]
-        total, step, start = done["train_seconds"], done["step"], done["epoch"] + 1
-    for epoch in range(start, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        idx = data_lib.epoch_batches(jax.random.fold_in(epoch_key, epoch), n, cfg.batch_size)
-        sums = None
-        for batch_idx in tqdm(idx, desc=f"sweep epoch {epoch}/{cfg.epochs}", leave=False,
-                              disable=not progress):
-            states, metrics = step_fn(states, train_dev, batch_idx, jax.random.fold_in(base_key, step))
-            sums = _sum_metrics(sums, metrics)
-            step += 1
-        train_metrics = {k: np.asarray(v) / len(idx) for k, v in jax.device_get(sums).items()}
-        seconds = time.perf_counter() - t0
-        total += seconds
-        val_metrics = evaluate(eval_fn, states[0], val_dev, cfg.eval_batch_size)
-        row = {"epoch": epoch, "seconds": seconds, "lr_scale": float(schedule(step)),
-               **{f"train_{k}": v for k, v in train_metrics.items()},
-               **{f"val_{k}": v for k, v in val_metrics.items()}}
-        history.append(row)
-        if checkpoint_dir is not None and (epoch % checkpoint_every == 0 or epoch == cfg.epochs):
-            done = {"fingerprint": fingerprint, "epoch": epoch, "step": step, "history": history,
-                    "train_seconds": total}
-            ckpt_lib.save_training(checkpoint_dir, epoch, states, json.loads(json.dumps(done, default=json_default)))
-        if log is not None:
-            best = int(np.argmax(row.get("val_accuracy", -row["val_loss"])))
-            log(f"sweep epoch {epoch:>3}  {seconds:.1f}s  {len(lrs)} members  best: lr {lrs[best]:.1e} "
-                f"seed {member_seeds[best]}  " +
-                "  ".join(f"{k} {float(np.asarray(v)[best]):.4f}" for k, v in row.items()
-                          if k.startswith(("train_", "val_"))))
-    return SweepResult(learning_rates=lrs, seeds=member_seeds, history=history, train_seconds=total,
-                       states=states)
+    done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="sweep", monitor=None, maximize=False,
+                       keep_best=False, progress=show_progress(progress), log=log, checkpoint_dir=checkpoint_dir,
+                       checkpoint_every=checkpoint_every)
+    return SweepResult(learning_rates=lrs, seeds=member_seeds, history=done.history,
+                       train_seconds=done.train_seconds, states=runner.state)

@@ -49,7 +49,7 @@ def convlstm():
 
 def gan():
     """The conditional DCGAN: noise, labels, dropout-free D and G with batch norm, two optimisers."""
-    from imgmine_jax.models import gan as gan_lib
+    from imgmine_jax import gan as gan_lib
 
     tr, _ = data.train_val_split(data.load("mnist", "train").head(700), 100, seed=0)
     cfg = train.TrainConfig(epochs=2, batch_size=32, schedule="constant", warmup_epochs=0.0, seed=5)

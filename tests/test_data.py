@@ -48,7 +48,7 @@ def test_train_val_split_is_disjoint_complete_and_deterministic(mnist_train):
     tr, va = data.train_val_split(small, 500, seed=3)
     assert len(tr) == 2500 and len(va) == 500
     # Rows are identified by their pixels+label: disjoint and together exactly the input.
-    key = lambda ds: {(img.tobytes(), int(l)) for img, l in zip(ds.images, ds.labels)}
+    key = lambda ds: {(img.tobytes(), int(label)) for img, label in zip(ds.images, ds.labels)}
     assert not key(tr) & key(va)
     assert key(tr) | key(va) == key(small)
     tr2, va2 = data.train_val_split(small, 500, seed=3)

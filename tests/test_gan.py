@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgmine_jax import checkpoint, data, metrics, models, train
-from imgmine_jax.models import gan
+from imgmine_jax import checkpoint, data, gan, metrics, mining, models, train
+from imgmine_jax.models import common
 
 
 def _gan(conditional=False, upsample="depth_to_space", seed=0, width=8):
@@ -52,7 +52,7 @@ def test_discriminator_logits_and_input_errors():
 
 def test_depth_to_space_moves_channel_groups_to_pixel_blocks():
     x = jnp.arange(2 * 3 * 3 * 8, dtype=jnp.float32).reshape(2, 3, 3, 8)
-    y = gan.depth_to_space(x)
+    y = common.depth_to_space(x)
     assert y.shape == (2, 6, 6, 2)
     for a in range(2):
         for b in range(2):
@@ -109,7 +109,7 @@ def test_gan_fit_compiles_once_keeps_last_epoch_and_records_epoch_metrics(mnist_
 
     result = train.fit(model, task, mnist_train.head(96).arrays(), None, cfg, monitor=None,
                        epoch_metrics=scores, progress=False, log=None)
-    assert result.trainer.train_step._cache_size() == 1
+    assert result.trainer.compilations("train") == 1
     assert calls == [3, 6] and [r["fid"] for r in result.history] == [1 / 3, 1 / 6]
     assert result.best_epoch == 2
     assert {"d_loss", "g_loss", "d_real", "d_fake"} <= {k[len("train_"):] for k in result.history[0]}
@@ -194,11 +194,14 @@ def test_slerp_keeps_the_ends_and_the_norm():
     assert norms.min() > 0.8 * min(np.linalg.norm(a), np.linalg.norm(b))
 
 
-def test_nearest_neighbours_finds_an_exact_copy(mnist_train):
-    pool = mnist_train.images[:500]
-    idx, dist = gan.nearest_neighbours(pool[[7, 123, 499]], pool)
-    np.testing.assert_array_equal(idx, [7, 123, 499])
-    np.testing.assert_allclose(dist, 0.0, atol=1e-2)   # float32 rounding of |q|^2 - 2qp + |p|^2
+def test_nearest_training_image_in_pixel_l2_finds_an_exact_copy(mnist_train):
+    pool = mining.pixels(mnist_train.images[:500])
+    dist, idx = mining.nearest_neighbors(pool, pool[[7, 123, 499]], k=1, metric="euclidean")
+    np.testing.assert_array_equal(idx[:, 0], [7, 123, 499])
+    np.testing.assert_allclose(dist[:, 0], 0.0, atol=1e-2)   # float32 rounding of |q|^2 - 2qp + |p|^2
+    moved = pool[[7]] + 0.1
+    dist, idx = mining.nearest_neighbors(pool, moved, k=1, metric="euclidean")
+    assert idx[0, 0] == 7 and dist[0, 0] == pytest.approx(0.1 * np.sqrt(pool.shape[1]), rel=1e-3)
 
 
 # --------------------------------------------------------------------------- FID and IS

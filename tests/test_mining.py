@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from imgmine_jax import metrics, mining, models
+from imgmine_jax import metrics, mining, models, recipes
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_label_noise_ranks_flipped_labels_first(mnist_train):
     zero, one = np.flatnonzero(labels == 0)[0], np.flatnonzero(labels == 1)[0]
     labels[zero], labels[one] = 1, 0      # a 0 labelled "1" and a 1 labelled "0"
     noisy = dataclasses.replace(subset, labels=labels)
-    cfg = dataclasses.replace(mining.FOLD_RECIPE, epochs=3)
+    cfg = dataclasses.replace(recipes.LABEL_NOISE_FOLDS, epochs=3)
     oof = mining.out_of_fold_probabilities(noisy, folds=2, cfg=cfg, progress=False, log=None)
     assert oof.probabilities.shape == (2000, 10)
     np.testing.assert_allclose(oof.probabilities.sum(axis=1), 1.0, atol=1e-5)

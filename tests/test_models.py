@@ -1,4 +1,6 @@
-"""Model contracts: shapes, dtypes, eval-mode determinism and the sweep convolution (input errors: test_bad_input.py)."""
+"""Model contracts: shapes, dtypes, eval-mode determinism and the sweep convolution.
+
+Input errors are in test_bad_input.py."""
 from __future__ import annotations
 
 import re

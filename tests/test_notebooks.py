@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -31,7 +30,7 @@ def test_notebook_is_committed_clean_with_one_parameters_cell(notebook):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_quick_profile(notebook, tmp_path):
+def test_notebook_runs_in_quick_profile(notebook, tmp_path, record_property):
     target = run.run_notebook(notebook, tmp_path, "quick", timeout=600)
     metrics = json.loads((target / "metrics.json").read_text())
     # the sentinel: the runner's profile really reached the notebook's code
@@ -44,6 +43,12 @@ def test_notebook_runs_in_quick_profile(notebook, tmp_path):
     assert str(tmp_path) not in text and str(run.REPO_ROOT) not in text, "machine paths in rendered results"
     figures = sorted((target / "figures").glob("*.png"))
     assert figures, "every notebook saves at least one figure"
-    assert metrics["wall_seconds"] < 180, "the quick profile must stay under 3 minutes"
+    # how long the quick profile took is a measurement (in metrics.json and the test report), not a
+    # pass/fail threshold: a slower machine is no defect
+    record_property("wall_seconds", metrics["wall_seconds"])
+    print(f"{notebook.stem}: quick profile in {metrics['wall_seconds']:.0f} s")
+    # every parameter of the parameters cell is recorded, with the runner's injection
+    assert set(run.notebook_parameters(notebook)) - {"profile"} <= set(metrics["parameters"])
+    assert metrics["injected_parameters"] == {"profile": "quick"}
     assert {"versions", "device", "seed", "dataset", "metrics"} <= set(metrics)
     assert metrics["metrics"], "the notebook recorded no headline numbers"

@@ -98,7 +98,7 @@ def test_train_step_lowers_loss_row_classifier(mnist_train):
     losses, trainer = _steps_lower_loss(rnn.RowClassifier(hidden=32, rngs=nnx.Rngs(0)),
                                         train.Classification(10), batch, 40, 3e-3)
     assert losses[-1] < 0.6 * losses[0]
-    assert trainer.train_step._cache_size() == 1
+    assert trainer.compilations("train") == 1
 
 
 def test_train_step_lowers_loss_row_completer(mnist_train):

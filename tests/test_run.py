@@ -41,7 +41,8 @@ def test_failed_notebook_keeps_previous_results(tmp_path):
     assert json.loads(before)["metrics"]["answer"] == 42
 
     _notebook(nb, "raise RuntimeError('boom in cell two')")
-    with pytest.raises(run.NotebookFailed, match=r"98_demo failed in cell 2 \(.raise RuntimeError.*\): RuntimeError: boom in cell two"):
+    failed = r"98_demo failed in cell 2 \(.raise RuntimeError.*\): RuntimeError: boom in cell two"
+    with pytest.raises(run.NotebookFailed, match=failed):
         run.run_notebook(nb, results, "quick")
     assert (target / "metrics.json").read_text() == before
     assert (target / "figures" / "line.png").exists()
@@ -95,3 +96,22 @@ def test_notebook_selection_by_prefix():
     assert run.find_notebooks(["00"])[0].stem == "00_background"
     with pytest.raises(SystemExit, match="matches 0"):
         run.find_notebooks(["77"])
+
+
+def test_report_records_every_parameter_and_rounds_floats(tmp_path, monkeypatch):
+    nb = _notebook(tmp_path / "97_params.ipynb", "pass")
+    cells = nbformat.read(nb, as_version=4)
+    cells.cells[0].source = 'profile = "full"\nseed = 0\nepochs = 10\nrate = 3e-3\nsizes = [1, 2]\n'
+    nbformat.write(cells, nb)
+    monkeypatch.setenv(run.OUTPUT_ENV, str(tmp_path / "out"))
+    monkeypatch.setenv(run.NOTEBOOK_ENV, str(nb))
+    monkeypatch.setenv(run.INJECTED_ENV, json.dumps({"profile": "quick", "epochs": 2}))
+    namespace = {"profile": "quick", "seed": 0, "epochs": 2, "rate": 3e-3, "sizes": [1, 2], "other": 5}
+    report = run.Report("97_params", dataset="mnist", namespace=namespace)
+    report.metrics.update(accuracy=0.99643000463, per_class=[0.123456789, 1 / 3], seconds=315.2344, n=7)
+    doc = json.loads(report.write().read_text())
+    assert doc["profile"] == "quick" and doc["seed"] == 0
+    assert doc["parameters"] == {"seed": 0, "epochs": 2, "rate": 3e-3, "sizes": [1, 2]}   # not "other"
+    assert doc["injected_parameters"] == {"profile": "quick", "epochs": 2}
+    assert doc["metrics"] == {"accuracy": 0.99643, "per_class": [0.123457, 0.333333], "seconds": 315.234, "n": 7}
+    assert run.table(["a", "b"], [[1, "x"]]).data == "| a | b |\n|---|---|\n| 1 | x |"

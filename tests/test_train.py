@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -132,7 +133,8 @@ def test_random_shift_moves_content_without_changing_mass(mnist_train):
     ("batch_size", 0, r"batch_size must be an integer >= 1"),
     ("learning_rate", 0.0, r"learning_rate must be a number > 0"),
     ("learning_rate", float("nan"), r"learning_rate must be a number > 0"),
-    ("schedule", "linear", r"schedule must be one of \('constant', 'cosine', 'onecycle', 'linear_decay'\); got 'linear'"),
+    ("schedule", "linear",
+     r"schedule must be one of \('constant', 'cosine', 'onecycle', 'linear_decay'\); got 'linear'"),
     ("warmup_epochs", 20, r"warmup_epochs must be a number in \[0, epochs=10\]"),
     ("weight_decay", -1e-4, r"weight_decay must be a number >= 0"),
     ("label_smoothing", 1.0, r"label_smoothing must be a number in \[0, 1\)"),
@@ -184,3 +186,44 @@ def test_predict_tta_averages_the_views(mnist_test):
     tta = train.predict_tta(model, x, shift=1, flip=True)
     np.testing.assert_allclose(tta, np.mean(views, axis=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(tta.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_sweep_runs_fits_epoch_loop_and_stops_on_a_non_finite_loss(mnist_train):
+    tr, va = data.train_val_split(mnist_train.head(400), 100, seed=0)
+    cfg = train.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+    task = train.Classification(10)
+    make = lambda rngs: models.REGISTRY["seed_cnn"](**SEED_CFG, rngs=rngs)
+    swept = train.sweep(make, task, tr.arrays(), va.arrays(), cfg, [1e-3, 2e-3], [0], progress=False, log=None)
+    single = train.fit(_seed_cnn(0), task, tr.arrays(), va.arrays(), cfg, progress=False, log=None)
+    assert list(swept.history[0]) == list(single.history[0])          # the same columns, in the same order
+    np.testing.assert_allclose(swept.history[0]["lr"], [1e-3, 2e-3], rtol=1e-6)   # each member's rate
+    assert single.history[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(train.NonFiniteLossError, match=r"non-finite training loss .* at step \d+"):
+        train.sweep(make, task, tr.arrays(), va.arrays(), cfg, [1e-3, 1e30], [0], progress=False, log=None)
+
+
+def test_the_task_contract_declares_defaults_and_metric_directions(mnist_train):
+    from imgmine_jax import gan
+
+    cls = train.Classification(10)
+    assert isinstance(cls, train.Task) and cls.maximizes("val_accuracy") and not cls.maximizes("val_loss")
+    assert gan.GANTask().maximizes("is") and not gan.GANTask().maximizes("fid")
+
+    class SquaredLogits(train.Task):   # only a loss and its evaluation: the rest are the defaults
+        def loss(self, model, batch, key):
+            loss = (model(data.normalize(batch["image"])) ** 2).mean()
+            return loss, {"loss": loss}
+
+        def eval_sums(self, model, batch, mask):
+            return {"loss": jnp.sum((model(data.normalize(batch["image"])) ** 2).mean(axis=1) * mask)}
+
+    tr, va = data.train_val_split(mnist_train.head(300), 100, seed=0)
+    cfg = train.TrainConfig(epochs=2, batch_size=50, learning_rate=1e-3, schedule="constant", warmup_epochs=0)
+    result = train.fit(_seed_cnn(0), SquaredLogits(), tr.arrays(), va.arrays(), cfg, monitor="val_loss",
+                       progress=False, log=None)
+    losses = result.column("val_loss")
+    assert result.best_epoch == int(np.argmin(losses)) + 1            # a loss is minimised
+    assert result.history[1]["lr"] == cfg.learning_rate                # from the schedule, not the optimiser state
+    kept = train.fit(_seed_cnn(0), SquaredLogits(), tr.arrays(), va.arrays(), cfg, monitor="val_loss",
+                     maximize=True, progress=False, log=None)
+    assert kept.best_epoch == int(np.argmax(kept.column("val_loss"))) + 1

@@ -37,7 +37,9 @@ class Batches:
 
 
 # The benchmark's five model families: the project's configuration of each (as its notebook
-# trains it), and the batch size all three frameworks use. Batch sizes follow issue 7
+# trains it: the values of imgmine_jax.recipes, which tests/test_recipes.py checks this table
+# against; kept here so the peers' workers import no JAX), and the batch size all three
+# frameworks use. Batch sizes follow issue 7
 # (128, DCGAN 256); the ConvLSTM uses notebook 02's batch of 16 sequences.
 SPECS: dict[str, dict] = {
     "seed_cnn": {"batch_size": 128, "unit": "images", "title": "SeedCNN (Conv32-Conv64-Dense128)",
@@ -47,8 +49,8 @@ SPECS: dict[str, dict] = {
                           "label_smoothing": 0.1, "augment_shift": 2}},
     "lstm": {"batch_size": 128, "unit": "images", "title": "row-by-row LSTM, hidden 128",
              "config": {"hidden": 128}},
-    "dcgan": {"batch_size": 256, "unit": "images", "title": "DCGAN step (D then G), width 32",
-              "config": {"latent_dim": 64, "width": 32, "upsample": "depth_to_space", "dropout": 0.3,
+    "dcgan": {"batch_size": 256, "unit": "images", "title": "DCGAN step (D then G), G width 32, D width 64",
+              "config": {"latent_dim": 64, "width": 32, "d_width": 64, "upsample": "depth_to_space", "dropout": 0.0,
                          "ema_decay": 0.995}},
     "convlstm": {"batch_size": 16, "unit": "sequences", "title": "ConvLSTM encoder-forecaster, 10+10 frames",
                  "config": {"embed": 32, "hidden": 32, "patch": 4, "observed": 10, "future": 10,

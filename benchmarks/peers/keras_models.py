@@ -125,14 +125,15 @@ class GAN(keras.Model):
     again on the same noise), non-saturating loss, Adam(2e-4, 0.5, 0.999) each; then the averaged
     generator: an EMA of G's weights, G's batch-norm statistics copied."""
 
-    def __init__(self, latent_dim=64, width=64, upsample="depth_to_space", dropout=0.3, ema_decay=0.995):
+    def __init__(self, latent_dim=64, width=64, upsample="depth_to_space", dropout=0.3, ema_decay=0.995,
+                 d_width=None):
         super().__init__()
         self.latent_dim, self.ema_decay = latent_dim, ema_decay
         self.generator = generator(latent_dim, width, upsample)
         self.generator_ema = generator(latent_dim, width, upsample)
         self.generator_ema.set_weights(self.generator.get_weights())
         self.generator_ema.trainable = False
-        self.discriminator = discriminator(width, dropout)
+        self.discriminator = discriminator(d_width or width, dropout)
         self.g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
         self.d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
         self.seed_gen = keras.random.SeedGenerator(0)
@@ -264,7 +265,8 @@ def build(name: str, spec: dict, data: dict[str, np.ndarray], seed: int = 0) -> 
         return Peer(name, model, frames[:, :obs], frames[:, obs:obs + fut], b)
     images, labels = data["image"], data["label"].astype(np.int32)
     if name == "dcgan":
-        model = GAN(cfg["latent_dim"], cfg["width"], cfg["upsample"], cfg["dropout"], cfg["ema_decay"])
+        model = GAN(cfg["latent_dim"], cfg["width"], cfg["upsample"], cfg["dropout"], cfg["ema_decay"],
+                    cfg["d_width"])
         model.compile()
         return Peer(name, model, images, None, b)
     if name == "seed_cnn":

@@ -307,7 +307,7 @@ def build(name: str, spec: dict, data: dict[str, np.ndarray], seed: int = 0) -> 
         return Peer(name, model, _classifier_step(model), batches)
     if name == "dcgan":
         g = Generator(cfg["latent_dim"], cfg["width"], cfg["upsample"])
-        d = Discriminator(cfg["width"], cfg["dropout"])
+        d = Discriminator(cfg["d_width"], cfg["dropout"])
         g_ema = Generator(cfg["latent_dim"], cfg["width"], cfg["upsample"])
         g_ema.load_state_dict(g.state_dict())
         g_ema.requires_grad_(False)

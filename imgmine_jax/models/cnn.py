@@ -12,8 +12,8 @@ Both expose :meth:`features` (the penultimate activations) for mining embeddings
 
 Max pooling is written as a reshape + max rather than ``nnx.max_pool``: on XLA:CPU
 the gradient of ``reduce_window`` (``select_and_scatter``) is several times slower
-than the gradient of a plain reduction, which roughly doubles SeedCNN throughput
-(see ``benchmarks/`` and ``notes/``).
+than the gradient of a plain reduction (``benchmarks/cnn_step_throughput.py`` times the
+SeedCNN step on a machine at hand).
 
 Every convolution uses :func:`imgmine_jax.models.common.conv_general_dilated`, which is
 ``lax.conv_general_dilated`` except under ``jax.vmap`` on XLA:CPU: there a sweep's members
@@ -23,7 +23,6 @@ which XLA:CPU runs several times slower.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from imgmine_jax.models.common import check_images, conv_general_dilated, max_pool_2x2

@@ -33,15 +33,14 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
     ``train.sweep`` vmaps the training step over stacked model states, so from the second
     convolution on both the input and the kernel carry the member axis. JAX's batching rule
     turns that into one *grouped* convolution (``feature_group_count`` x M), for which XLA:CPU
-    has no fast kernel: for SeedCNN's conv2 (13x13x32 -> 64, batch 32, forward + backward)
-    at M=8 members it costs 21.4 ms per member against 8.0 ms for one ordinary convolution.
-    Here, when input and kernel are both batched, the member axis is unrolled into M ordinary
-    convolutions (6.5 ms per member), forward and backward; when only the kernel is batched
-    (a shared input, e.g. the images into the first layer) or only the input, JAX's own rule
-    already makes one wide ordinary convolution and is kept. Per member, the whole SeedCNN
-    step at M=8 goes from ~2.5-2.7x the single-model step time to ~1.3-1.5x: the sweep's
-    steps ~1.7x faster, though still not faster than training the members one after another
-    on this CPU (cache footprint; ``benchmarks/cpu_probes.md``, ``benchmarks/sweep_probe.py``).
+    has no fast kernel: for SeedCNN's conv2 at 8 members it cost several times one ordinary
+    convolution per member. Here, when input and kernel are both batched, the member axis is
+    unrolled into M ordinary convolutions, forward and backward; when only the kernel is
+    batched (a shared input, e.g. the images into the first layer) or only the input, JAX's
+    own rule already makes one wide ordinary convolution and is kept. That made the sweep's
+    steps faster, though on a 2-core CPU still not faster than training the members one after
+    another (cache footprint); the measurements are in ``benchmarks/cpu_probes.md`` and
+    ``benchmarks/sweep_probe.py``.
 
     The choice is made at trace time from ``jax.default_backend()``: on GPU/TPU grouped
     convolutions are fast and the function is plain ``lax.conv_general_dilated``.
@@ -132,3 +131,23 @@ def check_images(x, expected_hwc: tuple[int, int, int], *, where: str) -> None:
         if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
             raise ValueError(f"{where} expects images normalised to [-1, 1] with "
                              f"imgmine_jax.data.normalize; got values in [{lo:g}, {hi:g}]")
+
+
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """``(N, H, W, C)`` -> ``(N, H/b, W/b, b*b*C)``: each b x b patch becomes one vector."""
+    n, h, w, c = x.shape
+    if h % block or w % block:
+        raise ValueError(f"space_to_depth needs height and width divisible by {block}; got {h}x{w}")
+    x = x.reshape(n, h // block, block, w // block, block, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
+
+
+def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
+    """``(N, H, W, C * block**2) -> (N, H * block, W * block, C)``: channels become pixel blocks
+    (the inverse of :func:`space_to_depth`)."""
+    n, h, w, c = x.shape
+    if c % (block * block):
+        raise ValueError(f"depth_to_space needs channels divisible by {block * block}; got {c}")
+    c //= block * block
+    x = x.reshape(n, h, w, block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h * block, w * block, c)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imgmine_jax.models.common import check_images
+from imgmine_jax.models.common import check_images, depth_to_space, space_to_depth
 
 CELLS = ("lstm", "gru")
 
@@ -208,20 +208,6 @@ class ConvLSTMCell(nnx.RNNCellBase):
     @property
     def num_feature_axes(self) -> int:
         return 3
-
-
-def space_to_depth(x: jax.Array, block: int) -> jax.Array:
-    """``(N, H, W, C)`` -> ``(N, H/b, W/b, b*b*C)``: each b x b patch becomes one vector."""
-    n, h, w, c = x.shape
-    x = x.reshape(n, h // block, block, w // block, block, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
-
-
-def depth_to_space(x: jax.Array, block: int) -> jax.Array:
-    """Inverse of :func:`space_to_depth`."""
-    n, h, w, c = x.shape
-    x = x.reshape(n, h, w, block, block, c // (block * block))
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * block, w * block, c // (block * block))
 
 
 class EncoderForecaster(nnx.Module):

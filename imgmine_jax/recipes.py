@@ -1,0 +1,150 @@
+"""The training recipes the notebooks use, defined once.
+
+A notebook's cell tagged ``parameters`` shows its values as literals (so a reader sees
+them and the runner can override them); the package, the benchmarks and the other
+notebooks read the same values from here. ``tests/test_recipes.py`` fails when a
+notebook's parameters cell and this module disagree (:data:`NOTEBOOK_PARAMETERS` names
+which parameter is which recipe value).
+
+* :class:`ClassifierRecipe` / :data:`CLASSIFIER` -- notebook 01's ResNet, which
+  notebooks 03 (classifier FID / IS) and 04 (embeddings) load, or train here through
+  :mod:`imgmine_jax.classifier` when notebook 01 has not saved one.
+* :data:`BASELINE` -- notebook 01's SeedCNN baseline (Adam 1e-3, as in the literature).
+* :data:`ROW_CLASSIFIER`, :data:`VIDEO` -- notebook 02's row-by-row LSTM/GRU and ConvLSTM.
+* :data:`GAN` -- notebook 03's DCGAN networks, task and schedule.
+* :data:`LABEL_NOISE_FOLDS` -- notebook 04's out-of-fold SeedCNNs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from imgmine_jax.train import TrainConfig
+
+PROFILES = ("quick", "full")
+
+
+def _fashion_overrides() -> dict[str, dict[str, Any]]:
+    # clothes fill the frame and are mirror-symmetric as classes; they need more epochs
+    return {"fashion_mnist": {"augment_shift": 1, "augment_flip": True, "label_smoothing": 0.0, "epochs": 18}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierRecipe:
+    """Notebook 01's classifier: architecture, training configuration, data sizes.
+
+    The field names are the names of notebook 01's parameters.
+    """
+
+    model: str = "resnet"
+    widths: tuple[int, ...] = (16, 32, 64)
+    dropout: float = 0.2
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    schedule: str = "onecycle"
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    augment_shift: int = 2
+    augment_flip: bool = False
+    dataset_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=_fashion_overrides)
+    val_size: int = 5000
+    train_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "dataset_overrides",
+                           {k: dict(v) for k, v in dict(self.dataset_overrides).items()})
+
+    @classmethod
+    def from_parameters(cls, namespace: Mapping[str, Any]) -> "ClassifierRecipe":
+        """The recipe from a notebook's parameters (e.g. ``globals()`` after its parameters cell)."""
+        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
+
+    def for_profile(self, profile: str) -> "ClassifierRecipe":
+        """This recipe in ``profile``: ``"full"`` as it is; ``"quick"`` one epoch on 2,000 images
+        (notebook 01's quick profile, and the smoke runs of notebooks 03 and 04)."""
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}; got {profile!r}")
+        if profile == "full":
+            return self
+        return dataclasses.replace(self, epochs=1, warmup_epochs=0.3, train_size=2000, val_size=500,
+                                   dataset_overrides={k: {**v, "epochs": 1} for k, v in self.dataset_overrides.items()})
+
+    def train_config(self, dataset: str) -> TrainConfig:
+        """The :class:`~imgmine_jax.train.TrainConfig` for ``dataset`` (its overrides applied)."""
+        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                          schedule=self.schedule, warmup_epochs=self.warmup_epochs, weight_decay=self.weight_decay,
+                          label_smoothing=self.label_smoothing, augment_shift=self.augment_shift,
+                          augment_flip=self.augment_flip, seed=self.seed)
+        return dataclasses.replace(cfg, **self.dataset_overrides.get(dataset, {}))
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the network beyond the dataset's shape."""
+        return {"widths": list(self.widths), "dropout": self.dropout} if self.model == "resnet" else {}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (what a saved classifier records)."""
+        doc = dataclasses.asdict(self)
+        doc["widths"] = list(self.widths)
+        return doc
+
+
+CLASSIFIER = ClassifierRecipe()
+
+BASELINE = TrainConfig(epochs=10, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0.0,
+                       weight_decay=0.0)
+
+ROW_CLASSIFIER = TrainConfig(epochs=6, batch_size=128, learning_rate=3e-3, schedule="onecycle", warmup_epochs=1.0,
+                             weight_decay=1e-4)
+ROW_ARCH = {"hidden": 128, "num_layers": 1}
+
+VIDEO = TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, schedule="onecycle", warmup_epochs=0.3,
+                    weight_decay=1e-4, eval_batch_size=50)
+VIDEO_ARCH = {"embed": 32, "hidden": (32,)}
+
+# The DCGAN's epochs, batch and schedule; its learning rates are the task's lr_g / lr_d.
+GAN = TrainConfig(epochs=3, batch_size=32, learning_rate=2e-4, schedule="constant", warmup_epochs=0.0,
+                  weight_decay=0.0)
+GAN_ARCH = {"latent_dim": 64, "width": 32, "d_width": 64, "upsample": "depth_to_space", "dropout": 0.0,
+            "embed_dim": 32}
+GAN_TASK = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "real_label": 1.0, "ema_decay": 0.995}
+
+LABEL_NOISE_FOLDS = TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3, schedule="onecycle", warmup_epochs=0.5,
+                                weight_decay=1e-4)
+
+
+def _fields(prefix: str, cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, tuple[Any, str]]:
+    return {prefix + n: (cfg, n) for n in names}
+
+
+# notebook -> {parameter name: (recipe object, field or key)}: each parameter's value in the
+# notebook's parameters cell must equal the recipe's (tests/test_recipes.py).
+NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[Any, str]]] = {
+    "01_cnn_classification": {
+        **{f.name: (CLASSIFIER, f.name) for f in dataclasses.fields(ClassifierRecipe)},
+        "baseline_epochs": (BASELINE, "epochs"), "baseline_learning_rate": (BASELINE, "learning_rate"),
+    },
+    "02_rnn_sequence_prediction": {
+        **_fields("row_", ROW_CLASSIFIER, ("epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay")),
+        "row_hidden": (ROW_ARCH, "hidden"), "row_layers": (ROW_ARCH, "num_layers"),
+        **_fields("video_", VIDEO, ("epochs", "batch_size", "learning_rate", "warmup_epochs")),
+        "video_embed": (VIDEO_ARCH, "embed"), "video_hidden": (VIDEO_ARCH, "hidden"),
+    },
+    "03_gan_generation": {
+        "epochs": (GAN, "epochs"), "batch_size": (GAN, "batch_size"), "schedule": (GAN, "schedule"),
+        **{k: (GAN_ARCH, k) for k in GAN_ARCH}, **{k: (GAN_TASK, k) for k in GAN_TASK},
+    },
+    "04_image_mining": {
+        "classifier_model": (CLASSIFIER, "model"),
+        **_fields("noise_", LABEL_NOISE_FOLDS, ("epochs", "batch_size", "learning_rate")),
+    },
+}
+
+
+def recipe_value(source: Any, name: str) -> Any:
+    """``source[name]`` of a dict, else the attribute; tuples as lists (as a notebook writes them)."""
+    value = source[name] if isinstance(source, Mapping) else getattr(source, name)
+    return list(value) if isinstance(value, tuple) else value
