@@ -8,12 +8,13 @@ dies is counted and replaced, so one invocation measures many hours-equivalent o
 collectives. ``--load`` runs a competing CPU load (a numpy matmul loop on every core) in
 another process, as when something else runs beside a notebook.
 
-    python benchmarks/allreduce_stress.py --minutes 15                 # XLA's thread pool
-    python benchmarks/allreduce_stress.py --minutes 15 --threads 8     # a larger pool
-    python benchmarks/allreduce_stress.py --minutes 15 --load          # beside a CPU load
+    python benchmarks/allreduce_stress.py --minutes 20                 # the package's pool
+    python benchmarks/allreduce_stress.py --minutes 20 --threads 2     # XLA's default on 2 cores
+    python benchmarks/allreduce_stress.py --minutes 20 --load          # beside a CPU load
 
 ``--threads N`` sets the size of XLA:CPU's thread pool (``NPROC``, read when the backend
-starts); 0 leaves XLA's default (one thread per core). Each invocation appends one record
+starts); 0 (default) leaves the choice to ``parallel.use_cpu_devices`` (four threads per
+device); XLA's own default is one thread per core. Each invocation appends one record
 (stalls, training seconds, steps, stalls per hour, load average, processor) to
 ``benchmarks/allreduce_stress.json``.
 """
@@ -92,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=15.0, help="wall time of the measurement")
     ap.add_argument("--threads", type=int, default=0,
-                    help="XLA:CPU thread-pool size (NPROC); 0: XLA's default, one thread per core")
+                    help="XLA:CPU thread-pool size (NPROC); 0: the package's choice (parallel.cpu_threads)")
     ap.add_argument("--load", action="store_true", help="run a competing CPU load beside the workers")
     ap.add_argument("--train-size", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=2)
@@ -112,7 +113,8 @@ def main() -> None:
         env["NPROC"] = str(args.threads)
     load = None
     if args.load:
-        load = subprocess.Popen([sys.executable, __file__, "--cpu-load"], env=dict(env, OMP_NUM_THREADS=str(os.cpu_count())),
+        load = subprocess.Popen([sys.executable, __file__, "--cpu-load"],
+                                env=dict(env, OMP_NUM_THREADS=str(os.cpu_count())),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + args.minutes * 60
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "minutes": args.minutes,

@@ -17,8 +17,6 @@ landing page and ``results/README.md`` both show them as met or missed.
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as _dt
 import html
 import importlib.util
 import json
@@ -29,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +200,8 @@ def benchmark_lines(results_dir: Path) -> list[str]:
                   f"logical CPUs), {suite['repeats']} repeats{' (quick)' if suite.get('quick') else ''}; "
                   f"float32 matmul peak {peak or float('nan'):.0f} GFLOP/s.", "",
                   "| model | batch | project | PyTorch | Keras | project / PyTorch | project / Keras | "
-                  "compile s (train / eval step) | project GFLOP/s (% of peak) | peak MiB (project / PyTorch / Keras) |",
+                  "compile s (train / eval step) | project GFLOP/s (% of peak) | "
+                  "peak MiB (project / PyTorch / Keras) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name, m in suite.get("models", {}).items():
             fw = m.get("frameworks", {})
@@ -232,7 +231,8 @@ def benchmark_lines(results_dir: Path) -> list[str]:
                   f"{fmt(pr['seconds_to_target'])} | {pr['final_test_accuracy']:.2%} | {pr['train_seconds']:.0f} |"]
         if ke:
             lines.append(f"| seed Keras script (SeedCNN, Adam, batch 32) | {len(ke['epochs'])} | "
-                         f"{fmt(ke['seconds_to_target'])} | {ke['final_test_accuracy']:.2%} | {ke['train_seconds']:.0f} |")
+                         f"{fmt(ke['seconds_to_target'])} | {ke['final_test_accuracy']:.2%} | "
+                         f"{ke['train_seconds']:.0f} |")
     return lines
 
 
@@ -346,7 +346,8 @@ def run_info_markdown(doc: dict | None, injected: dict[str, Any]) -> str:
     if not doc:
         return "**This run:** no `metrics.json` was recorded."
     versions = doc.get("versions", {})
-    lines = ['<div class="imgmine-run">', "", "**This run** · profile **" + str(doc.get("profile")) + "** · seed " + str(doc.get("seed"))
+    lines = ['<div class="imgmine-run">', "",
+             "**This run** · profile **" + str(doc.get("profile")) + "** · seed " + str(doc.get("seed"))
              + (f" · data {doc['dataset']}" if doc.get("dataset") else "")
              + f" · wall time {_seconds(doc.get('wall_seconds', 0))}"
              + f" · finished {str(doc.get('finished', '?')).replace('T', ' ')}", "",
@@ -546,7 +547,8 @@ SITE_CSS = """
 .bd-page-width { max-width: 110rem; }
 .bd-main .bd-content .bd-article-container { max-width: 75rem; }
 /* A long line must scroll inside its box, never widen the page. */
-.bd-main, .bd-content, .bd-article-container, .bd-article, div.cell, div.cell_output, div.cell_input { min-width: 0; max-width: 100%; }
+.bd-main, .bd-content, .bd-article-container, .bd-article,
+div.cell, div.cell_output, div.cell_input { min-width: 0; max-width: 100%; }
 /* Log lines (one per epoch) scroll sideways instead of wrapping. */
 div.cell_output pre, div.output pre { white-space: pre; overflow-x: auto; word-break: normal; }
 div.cell_output img { max-width: 100%; height: auto; }

@@ -65,3 +65,49 @@ def test_use_cpu_devices_rejects_a_bad_count(count):
     with pytest.raises(ValueError, match=r"use_cpu_devices needs a positive integer device count; got "):
         parallel.use_cpu_devices(count)
 
+
+
+TIGHT_LOOP = """
+import json, os, sys
+import numpy as np
+from imgmine_jax import parallel
+parallel.use_cpu_devices(2)
+import jax
+from imgmine_jax import data, models, recipes, train
+images = data.load("mnist", "train").head(3200)
+cfg = train.TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0.0,
+                        weight_decay=0.0)
+trainer = train.build_trainer(models.build("seed_cnn", models.classifier_config("seed_cnn", 10, (28, 28, 1))),
+                              train.Classification(10), cfg, 100)
+arrays = trainer.dp.replicate(images.arrays())
+idx = np.arange(3200, dtype=np.int32).reshape(100, 32)
+for _ in range(3):   # back-to-back steps, dispatched ahead: what stalled with XLA's default pool
+    trainer.run_epoch(arrays, idx)
+jax.block_until_ready(trainer.state)
+print(json.dumps({"NPROC": os.environ.get("NPROC"), "devices": len(jax.devices()), "steps": trainer.step}))
+"""
+
+
+def _tight_loop(env):
+    proc = subprocess.run([sys.executable, "-c", TIGHT_LOOP], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_two_cpu_devices_train_without_an_all_reduce_stall():
+    """With XLA's default pool (one thread per core) this loop was aborted by XLA's 40 s
+    all-reduce termination timeout in every run on a 2-core machine; the package's pool
+    (four threads per device) finished every one."""
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"}
+    out = _tight_loop(env)
+    assert out == {"NPROC": str(parallel.cpu_threads(2)), "devices": 2, "steps": 300}
+
+
+@pytest.mark.parametrize("nproc,expected", [(None, str(max(os.cpu_count(), 8))), ("6", "6")])
+def test_two_cpu_devices_get_a_larger_pool_unless_the_user_chose_one(nproc, expected):
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"} | ({"NPROC": nproc} if nproc else {})
+    code = ("import os; from imgmine_jax import parallel; parallel.use_cpu_devices(2); import jax; "
+            "print(os.environ.get('NPROC'), len(jax.devices()))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == [expected, "2"]

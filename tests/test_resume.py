@@ -103,7 +103,8 @@ def _like(config, cfg, tr):
     return trainer.state, trainer.model_state
 
 
-def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_training(tmp_path, monkeypatch, mnist_train):
+def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_training(tmp_path, monkeypatch,
+                                                                                      mnist_train):
     """No checkpoint_dir given: a rerun of an interrupted notebook cell picks up where it stopped."""
     monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path))
     tr = mnist_train.head(300)

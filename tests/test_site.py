@@ -81,7 +81,8 @@ def test_gif_bundle_carries_an_img_tag_and_refuses_non_gif_bytes():
     gif = plots.animated_grid([__import__("numpy").zeros((4, 8, 8), "uint8")] * 2, ["a", "b"], ncols=2)
     bundle = plots.gif_bundle(gif, alt='the "frames"')
     assert base64.b64decode(bundle["image/gif"]) == gif
-    assert bundle["text/html"].startswith('<img src="data:image/gif;base64,') and "&quot;frames&quot;" in bundle["text/html"]
+    html = bundle["text/html"]
+    assert html.startswith('<img src="data:image/gif;base64,') and "&quot;frames&quot;" in html
     with pytest.raises(ValueError, match="GIF"):
         plots.gif_bundle(b"\x89PNG", alt="x")
 
@@ -126,7 +127,7 @@ class Browser:
     """Headless Chromium over the DevTools protocol (flattened sessions on the browser socket)."""
 
     def __init__(self, binary: str, profile_dir: Path):
-        import websocket   # websocket-client
+        import websocket  # websocket-client
 
         self.proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -291,9 +292,10 @@ def test_site_renders_offline_in_chromium(tmp_path):
             broken = [i["src"][:80] for i in facts["images"] if not i["ok"]]
             assert not broken, f"{name}: broken images {broken}"
             raw = RAW_LATEX.search(facts["text"])
-            assert raw is None, f"{name}: raw LaTeX in the text: {facts['text'][max(0, raw.start() - 60):raw.end() + 60]!r}"
+            text = facts["text"]
+            assert raw is None, f"{name}: raw LaTeX in the text: {text[max(0, raw.start() - 60):raw.end() + 60]!r}"
             table = re.search(r"\|\s*:?(-{3,}|\u2014+|\u2013+):?\s*\|", facts["text"])
-            assert table is None, f"{name}: a Markdown table left as text: {facts['text'][table.start() - 80:table.end()]!r}"
+            assert table is None, f"{name}: a Markdown table left as text: {text[table.start() - 80:table.end()]!r}"
             assert "IPython.core.display" not in facts["text"] + facts["outputs"], \
                 f"{name}: an object repr instead of an image"
             noise = re.search(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_guard", facts["outputs"])
@@ -356,7 +358,8 @@ def test_native_startup_notices_are_dropped_and_other_stderr_kept(tmp_path):
         "import os, sys\n"
         "from imgmine_jax.logs import quiet_native_startup\n"
         "with quiet_native_startup():\n"
-        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written "
+        "to STDERR\\n')\n"
         "    os.write(2, b'I0000 00:00:1796288393.949675   12640 port.cc:153] oneDNN custom operations are on.\\n')\n"
         "    os.write(2, b'a real problem\\n')\n"
         "print('done')\n")
