@@ -13,7 +13,7 @@ from typing import Callable
 
 from flax import nnx
 
-from imgmine_jax import checkpoint, data, metrics, models, train
+from imgmine_jax import checkpoint, data, metrics, models, train, validate
 
 # Notebook 01's recipe (its parameters cell is the reference; keep the two in step).
 RECIPE = train.TrainConfig(epochs=8, batch_size=32, learning_rate=3e-3, schedule="onecycle",
@@ -25,11 +25,15 @@ VAL_SIZE = 5000
 
 def checkpoint_path(dataset: str, model: str = "resnet") -> Path:
     """Where notebook 01 saves (and this module looks for) the classifier of ``dataset``."""
+    validate.safe_name(dataset, "dataset")
+    validate.choice(model, "model", sorted(ARCH_KWARGS))
     return checkpoint.artifacts_dir() / "models" / f"{dataset}_{model}"
 
 
 def recipe(dataset: str, *, seed: int = 0, **changes) -> train.TrainConfig:
     """Notebook 01's training configuration for ``dataset`` (with ``changes`` applied)."""
+    validate.safe_name(dataset, "dataset")
+    validate.integer(seed, "seed")
     cfg = dataclasses.replace(RECIPE, seed=seed, **DATASET_OVERRIDES.get(dataset, {}))
     return dataclasses.replace(cfg, **changes)
 
@@ -46,6 +50,7 @@ def train_classifier(dataset: str, model: str = "resnet", *, profile: str = "ful
         raise ValueError(f"unknown classifier {model!r}; expected one of {sorted(ARCH_KWARGS)}")
     if profile not in ("quick", "full"):
         raise ValueError(f"profile must be 'quick' or 'full'; got {profile!r}")
+    validate.safe_name(dataset, "dataset")
     full_train = data.load(dataset, "train")
     train_part, val_part = data.train_val_split(full_train, 500 if profile == "quick" else VAL_SIZE, seed=seed)
     cfg = recipe(dataset, seed=seed)
@@ -72,6 +77,7 @@ def load_or_train(dataset: str, model: str = "resnet", *, profile: str = "full",
     Returns ``(model, meta)``; ``meta["info"]`` says which profile trained it and its
     test accuracy, so a notebook can state what its numbers rest on.
     """
+    validate.choice(profile, "profile", ("quick", "full"))
     path = checkpoint_path(dataset, model)
     if (path / "meta.json").is_file():
         net, meta = checkpoint.load_model(path, expect_architecture=model)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
 from imgmine_jax import parallel as parallel_lib
+from imgmine_jax import validate
 from imgmine_jax.files import json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle", "linear_decay")
@@ -189,6 +190,9 @@ class Classification:
     label_smoothing: float = 0.0
     augment_shift: int = 0
     augment_flip: bool = False
+
+    def __post_init__(self):
+        validate.classification_task(self)
 
     @classmethod
     def from_config(cls, num_classes: int, cfg: TrainConfig) -> "Classification":
@@ -436,6 +440,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     Returns a :class:`FitResult`; its history has one row per epoch: train/val loss and
     metrics, learning rate, epoch wall time and training images per second.
     """
+    validate.fit_call(model, task, train, val, cfg, monitor=monitor, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=checkpoint_every, on_epoch_end=on_epoch_end, log=log, epoch_metrics=epoch_metrics)
     n = len(next(iter(train.values())))
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
@@ -457,7 +463,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     history: list[dict] = []
     epoch_key = jax.random.fold_in(jax.random.key(cfg.seed), 1_000_003)
     total_time, start = 0.0, 1
-    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
+    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor,
+                   "data": ckpt_lib.data_fingerprint(train, val)}
     _check_checkpoint_every(checkpoint_every)
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
@@ -487,11 +494,12 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         row.update({f"train_{k}": v for k, v in train_metrics.items()})
         if val_dev is not None:
             val_metrics = trainer.evaluate(val_dev, cfg.eval_batch_size)
+            validate.finite_metrics(val_metrics, f"epoch {epoch}: validation")
             row.update({f"val_{k}": float(v) for k, v in val_metrics.items()})
         if epoch_metrics is not None:
             row.update({k: float(v) for k, v in epoch_metrics(trainer).items()})
         history.append(row)
-        score = epoch if monitor is None else row.get(monitor, row.get("train_loss"))
+        score = validate.monitored(row, monitor)
         improved = (best is None or monitor is None
                     or (score > best if higher_better else score < best))
         if improved:
@@ -583,6 +591,7 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
     ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`. With several
     devices (``data_parallel``, default: this process's) each batch is split over them.
     """
+    validate.predict_call(model, images, batch_size, fn)
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"predict expects uint8 images of shape (N, H, W, C); got {images.dtype} "
@@ -605,8 +614,9 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
 def tta_views(shift: int = 1, flip: bool = False) -> list[tuple[int, int, bool]]:
     """Test-time augmentation views ``(dy, dx, flip)``: the image, its ``shift``-pixel moves
     up/down/left/right (if ``shift``), and the mirror image of each (if ``flip``)."""
-    if not isinstance(shift, (int, np.integer)) or shift < 0:
+    if not validate.is_int(shift) or shift < 0:
         raise ValueError(f"shift must be a non-negative integer (pixels); got {shift!r}")
+    validate.boolean(flip, "tta_views(flip)")
     moves = [(0, 0)] + ([(-shift, 0), (shift, 0), (0, -shift), (0, shift)] if shift else [])
     return [(dy, dx, f) for f in ((False, True) if flip else (False,)) for dy, dx in moves]
 
@@ -709,6 +719,8 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     history and time are saved with Orbax, and a rerun with the same arguments resumes
     from the newest complete checkpoint and ends bitwise where an uninterrupted sweep ends.
     """
+    validate.sweep_call(make_model, task, train, val, cfg, learning_rates, seeds, checkpoint_dir=checkpoint_dir,
+                        checkpoint_every=checkpoint_every)
     progress = show_progress(progress)
     lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
     member_seeds = np.array([s for _ in learning_rates for s in seeds], dtype=np.uint32)
@@ -729,7 +741,8 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     history, total, step, start = [], 0.0, 0, 1
     _check_checkpoint_every(checkpoint_every)
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
-                   "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()}
+                   "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist(),
+                   "data": ckpt_lib.data_fingerprint(train, val)}
     resumed = _resume(checkpoint_dir, states, fingerprint, "sweep", log)
     if resumed is not None:
         states, done = resumed
