@@ -360,6 +360,10 @@ def latest_training(directory: str | os.PathLike) -> Path | None:
     directory = validate.path(directory, "checkpoint_dir")
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"checkpoint_dir must be a directory; got {str(directory)!r}, which is a file")
+    for entry in directory.glob(".old-epoch-*-*"):    # a writer killed between its two renames
+        name = entry.name[len(".old-"):].rsplit("-", 1)[0]
+        recover_dir(directory / name)
+        clean_stale(directory, name)
     for entry in directory.glob(".epoch-*.tmp-*"):
         clean_stale(directory, entry.name.split(".tmp-")[0][1:])
     for p in sorted(directory.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
