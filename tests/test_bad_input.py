@@ -193,8 +193,8 @@ CASES = [
     ("build seed a string", lambda t: models.build("seed_cnn", models.classifier_config("seed_cnn", 10, (28, 28, 1)), seed="0"),
      TypeError, r"build\(seed\) must be an integer >= 0; got '0'"),
     ("build config a list", lambda t: models.build("seed_cnn", [1]), TypeError, r"config\) must be a dict .*got \[1\]"),
-    ("unknown recurrent cell", lambda t: models.REGISTRY.__class__ and __import__("imgmine_jax.models.rnn", fromlist=["x"])
-     .RowClassifier(cell="rnn", rngs=__import__("flax").nnx.Rngs(0)), ValueError, r"RowClassifier\(cell\) must be one of .*got 'rnn'"),
+    ("unknown recurrent cell", lambda t: __import__("imgmine_jax.models.rnn", fromlist=["x"])
+     .RowClassifier(cell="rnn", rngs=__import__("flax").nnx.Rngs(0)), ValueError, r"unknown recurrent cell 'rnn'; expected one of"),
     ("zero recurrent layers", lambda t: __import__("imgmine_jax.models.rnn", fromlist=["x"])
      .RowClassifier(num_layers=0, rngs=__import__("flax").nnx.Rngs(0)), ValueError, r"RowClassifier\(num_layers\) must be .*got 0"),
     # --- the task and the training configuration

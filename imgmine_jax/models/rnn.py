@@ -90,7 +90,7 @@ class RowClassifier(nnx.Module):
                  cell: str = "lstm", hidden: int = 128, num_layers: int = 1,
                  bidirectional: bool = False, *, rngs: nnx.Rngs):
         validate.classifier_args("RowClassifier", num_classes=num_classes, in_channels=in_channels,
-                                 image_size=image_size, hidden=hidden, cell=cell, num_layers=num_layers)
+                                 image_size=image_size, hidden=hidden, num_layers=num_layers)
         self.image_shape = (image_size, image_size, in_channels)
         self.rnn = RecurrentStack(cell, image_size * in_channels, hidden, num_layers, bidirectional,
                                   rngs=rngs)
