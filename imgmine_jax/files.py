@@ -75,7 +75,7 @@ def clean_stale(parent: Path, name: str) -> list[Path]:
     if not parent.is_dir():
         return removed
     target_exists = (parent / name).exists()
-    for entry in list(parent.glob(f".{glob_escape(name)}.tmp-*")) + list(parent.glob(f".old-{glob_escape(name)}-*")):
+    for entry in list(parent.glob(f".{glob_escape(name)}.tmp-*")) + _old_copies(parent, name):
         marker = ".tmp-" if entry.name.startswith(f".{name}.tmp-") else f".old-{name}-"
         if marker != ".tmp-" and not target_exists:
             continue
@@ -91,6 +91,12 @@ def clean_stale(parent: Path, name: str) -> list[Path]:
         _remove(entry)
         removed.append(entry)
     return removed
+
+
+def _old_copies(parent: Path, name: str) -> list[Path]:
+    """``.old-<name>-<pid>`` siblings (not those of another name that starts with ``name-``)."""
+    prefix = f".old-{name}-"
+    return [p for p in parent.glob(f"{glob_escape(prefix)}*") if p.name[len(prefix):].isdigit()]
 
 
 def glob_escape(name: str) -> str:
@@ -136,7 +142,7 @@ def recover_dir(target: Path, wait: float = 5.0) -> None:
     target = Path(target)
     deadline = time.monotonic() + wait
     while not target.exists():
-        olds = sorted(target.parent.glob(f".old-{glob_escape(target.name)}-*"), key=_mtime)
+        olds = sorted(_old_copies(target.parent, target.name), key=_mtime)
         if not olds:
             return
         pid = _writer_pid(olds[-1], f".old-{target.name}-")
