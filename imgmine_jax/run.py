@@ -10,7 +10,11 @@ cell tagged ``parameters`` (papermill), executes it in a staging directory, rend
 HTML, and only on success moves ``<notebook>.ipynb``, ``<notebook>.html``,
 ``figures/*.png`` and ``metrics.json`` into ``results/<notebook>/``. A notebook that
 fails names the failing cell and leaves the previous results of that notebook as they
-were. Finally ``results/README.md`` is regenerated from every ``metrics.json``.
+were. A notebook whose kernel *dies* (killed, out of memory, an abort inside XLA) is
+started again (``--retries``, default 1): its training calls resume from their per-epoch
+checkpoints and finished trainings are loaded, not repeated; the retry is recorded in
+``metrics.json`` and noted atop the page. The other notebooks still run; the exit status
+reports any failure. Finally ``results/README.md`` is regenerated from every ``metrics.json``.
 
 Inside a notebook, :class:`Report` is the one object that writes results: figures
 and ``metrics.json`` go to the directory the runner chose (``$IMGMINE_OUTPUT_DIR``);
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -28,6 +33,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -179,6 +185,21 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+class KernelDied(NotebookFailed):
+    """The notebook's kernel process died (killed, out of memory, an abort inside XLA).
+
+    Unlike an exception in a cell, this may not happen again: the runner retries such a
+    notebook (``--retries``), and its training calls resume from their checkpoints.
+    """
+
+    def __init__(self, message: str, record: dict[str, Any]):
+        super().__init__(message)
+        self.record = record
+
+
+KERNEL_LOG_LINES = 12   # lines of the dead kernel's log quoted in the failure paragraph
+
+
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The names and default values assigned in a notebook's cell tagged ``parameters``."""
     cells = json.loads(Path(notebook).read_text())["cells"]
@@ -234,9 +255,18 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
 
 
 def run_notebook(notebook: Path, results_dir: Path, profile: str,
-                 parameters: dict[str, Any] | None = None, timeout: int | None = None) -> Path:
-    """Execute one notebook into ``results_dir/<stem>/``; on failure leave that directory as it was."""
+                 parameters: dict[str, Any] | None = None, timeout: int | None = None,
+                 previous_attempts: list[dict[str, Any]] | None = None) -> Path:
+    """Execute one notebook into ``results_dir/<stem>/``; on failure leave that directory as it was.
+
+    Raises :class:`KernelDied` when the kernel process dies (its partial notebook and
+    log are kept under ``artifacts/failed/``), :class:`NotebookFailed` when a cell
+    raises. ``previous_attempts``: the records of earlier attempts of this run that
+    died; they go into ``metrics.json`` (``runner.previous_attempts``) and a note at
+    the top of the rendered page.
+    """
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     stem = notebook.stem
     check_profile(profile)
@@ -250,14 +280,24 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     os.environ[OUTPUT_ENV] = str(staging)
     os.environ[PROFILE_ENV] = profile
     os.environ[PROGRESS_ENV] = "0"   # progress bars would flood the rendered notebook
+    kernel_log = staging / "kernel.log"
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters={"profile": profile, **(parameters or {})},
-                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
-                            log_output=False, execution_timeout=timeout)
+        with _tee_stderr(kernel_log):   # the kernel inherits the runner's stderr: keep a copy
+            pm.execute_notebook(str(notebook), str(executed),
+                                parameters={"profile": profile, **(parameters or {})},
+                                cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+                                log_output=False, execution_timeout=timeout)
         if not (staging / "metrics.json").exists():
             raise NotebookFailed(f"{stem} ran but wrote no metrics.json (it must call report.write())")
+        kernel_log.unlink(missing_ok=True)
+        if previous_attempts:
+            record_attempts(executed, staging / "metrics.json", previous_attempts)
         relativize_paths(executed, {str(staging): f"results/{stem}", str(REPO_ROOT) + os.sep: ""})
         render_html(executed, staging / f"{stem}.html")
+    except DeadKernelError:
+        record = _dead_kernel_record(stem, executed, kernel_log)
+        record["kept_at"] = str(_keep_failed(staging, stem))
+        raise KernelDied(_dead_kernel_message(stem, record), record) from None
     except BaseException as err:
         where = _failing_cell(executed, err) if isinstance(err, pm.PapermillExecutionError) else ""
         shutil.rmtree(staging, ignore_errors=True)
@@ -275,18 +315,112 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     return target
 
 
-def _failing_cell(executed: Path, err) -> str:
-    """'cell N (first line)', N counted in the notebook as committed (without the injected cell)."""
+@contextlib.contextmanager
+def _tee_stderr(path: Path):
+    """Copy everything written to file descriptor 2 -- by this process and by the processes
+    it starts meanwhile, such as a notebook's kernel -- into ``path``, still showing it."""
+    sys.stderr.flush()
+    shown = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump():
+        with open(path, "ab") as log:
+            while chunk := os.read(read_end, 1 << 16):
+                os.write(shown, chunk)
+                log.write(chunk)
+                log.flush()
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="kernel-log", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(shown, 2)        # the pipe closes once the kernel, which holds a copy, is gone
+        thread.join(timeout=10)
+        os.close(shown)
+
+
+def _cells_as_committed(executed: Path) -> list:
+    """The executed notebook's cells without those papermill added, numbered as committed."""
     import nbformat
 
+    added = lambda tag: tag == "injected-parameters" or tag.startswith("papermill")
+    return [c for c in nbformat.read(executed, as_version=4).cells
+            if not any(added(t) for t in c.metadata.get("tags", []))]
+
+
+def _describe_cell(number: int, cell) -> str:
+    first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+    return f"cell {number} ({first!r})"
+
+
+def _dead_kernel_record(stem: str, executed: Path, kernel_log: Path) -> dict[str, Any]:
+    """Which cell was running when the kernel died, and the last lines of its log."""
+    cell = "an unknown cell"
     try:
-        added = lambda tag: tag == "injected-parameters" or tag.startswith("papermill")
-        cells = [c for c in nbformat.read(executed, as_version=4).cells
-                 if not any(added(t) for t in c.metadata.get("tags", []))]
-        for number, cell in enumerate(cells, start=1):
+        # papermill marks even the cell the kernel died in "completed"; it is the last one started
+        for number, c in enumerate(_cells_as_committed(executed), start=1):
+            if c.metadata.get("papermill", {}).get("start_time"):
+                cell = _describe_cell(number, c)
+    except Exception:  # a notebook not yet written: the kernel died while starting
+        pass
+    try:
+        lines = kernel_log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    lines = [line for line in lines if line.strip()][-KERNEL_LOG_LINES:]
+    return {"notebook": stem, "error": "kernel died", "cell": cell, "kernel_log_tail": lines,
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _dead_kernel_message(stem: str, record: dict[str, Any]) -> str:
+    tail = "\n".join("    " + line[:200] for line in record["kernel_log_tail"]) or "    (the kernel wrote nothing)"
+    return (f"the kernel of {stem} died while running {record['cell']}. The last lines of its log:\n{tail}\n"
+            f"The partial notebook and the kernel's whole log are kept in {record['kept_at']}. "
+            f"Per-epoch training checkpoints are kept under {_ckpt.artifacts_dir() / 'training'}: "
+            f"running the notebook again resumes training where it stopped, and training that "
+            f"had finished is loaded instead of repeated.")
+
+
+def _keep_failed(staging: Path, stem: str) -> Path:
+    """Move a dead run's staging directory (partial notebook, figures, kernel log) out of results/."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = _ckpt.artifacts_dir() / "failed" / f"{stem}-{stamp}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(target))
+    return target
+
+
+def record_attempts(executed: Path, metrics_file: Path, previous: list[dict[str, Any]]) -> None:
+    """Note earlier attempts that died in ``metrics.json`` and atop the executed notebook."""
+    import nbformat
+
+    doc = json.loads(metrics_file.read_text())
+    doc["runner"] = {"attempts": len(previous) + 1,
+                     "previous_attempts": [{k: v for k, v in r.items() if k != "kept_at"} for r in previous]}
+    atomic_write_bytes(metrics_file, (json.dumps(doc, indent=2, default=json_default) + "\n").encode())
+    nb = nbformat.read(executed, as_version=4)
+    died = "; ".join(f"attempt {i} died in {r['cell']}" for i, r in enumerate(previous, start=1))
+    note = nbformat.v4.new_markdown_cell(
+        f"> **This run took {len(previous) + 1} attempts.** The notebook's kernel died ({died}); "
+        f"the runner started it again, and its training calls resumed from their per-epoch "
+        f"checkpoints or loaded the trainings that had finished. The numbers below are from the "
+        f"last attempt; `metrics.json` keeps the last lines of each dead kernel's log.")
+    note.metadata["tags"] = ["runner-note"]
+    nb.cells.insert(0, note)
+    atomic_write_bytes(executed, nbformat.writes(nb).encode())
+
+
+def _failing_cell(executed: Path, err) -> str:
+    """'cell N (first line)', N counted in the notebook as committed (without the injected cell)."""
+    try:
+        for number, cell in enumerate(_cells_as_committed(executed), start=1):
             if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-                first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
-                return f"cell {number} ({first!r})"
+                return _describe_cell(number, cell)
     except Exception:  # the message must never hide the original failure
         pass
     return f"execution count {err.exec_count}"
@@ -409,9 +543,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="extra notebook parameter (JSON value), e.g. -p dataset='\"fashion_mnist\"'")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="times to start a notebook again when its kernel dies (default: 1)")
     args = parser.parse_args(argv)
     if args.timeout is not None and args.timeout < 1:
         raise SystemExit(f"--timeout must be a positive number of seconds; got {args.timeout}")
+    if args.retries < 0:
+        parser.error(f"--retries must be >= 0; got {args.retries}")
     parameters = dict(_parse_param(p) for p in args.parameter)
     notebooks = find_notebooks(args.notebooks)
     # A parameter applies to the selected notebooks that define it; one that none defines is a typo.
@@ -425,21 +563,45 @@ def main(argv: list[str] | None = None) -> int:
             check_parameters(nb, {k: v for k, v in parameters.items() if k in defined[nb]})
         except ValueError as err:
             raise SystemExit(str(err)) from None
-    failures = 0
+    failures = []
     for nb in notebooks:
         t0 = time.perf_counter()
         print(f"[run] {nb.stem} ({args.profile}) ...", flush=True)
         try:
-            target = run_notebook(nb, args.results_dir, args.profile,
-                                  {k: v for k, v in parameters.items() if k in defined[nb]}, args.timeout)
+            target = run_with_retries(nb, args.results_dir, args.profile,
+                                      {k: v for k, v in parameters.items() if k in defined[nb]},
+                                      args.timeout, args.retries)
         except NotebookFailed as err:
-            failures += 1
+            failures.append(nb.stem)
             print(f"[run] FAILED {err}; previous results kept", flush=True)
             continue
         print(f"[run] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
     index = write_index(args.results_dir)
     print(f"[run] index: {index}")
+    if failures:
+        print(f"[run] {len(failures)} of {len(notebooks)} notebook(s) failed: {', '.join(failures)}", flush=True)
     return 1 if failures else 0
+
+
+def run_with_retries(notebook: Path, results_dir: Path, profile: str, parameters: dict[str, Any] | None = None,
+                     timeout: int | None = None, retries: int = 1) -> Path:
+    """:func:`run_notebook`, started again up to ``retries`` times when its kernel dies.
+
+    A cell that raises is not retried (it would raise again); a dead kernel may not
+    recur, and the retry resumes training from the checkpoints the dead attempt left.
+    """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0; got {retries!r}")
+    attempts: list[dict[str, Any]] = []
+    while True:
+        try:
+            return run_notebook(notebook, results_dir, profile, parameters, timeout, previous_attempts=attempts)
+        except KernelDied as err:
+            attempts.append(err.record)
+            if len(attempts) > retries:
+                raise
+            print(f"[run] {err}\n[run] retrying {notebook.stem} (attempt {len(attempts) + 1} of {retries + 1})",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ optimisers, alternating updates) also defines ``make_optimizer`` and ``update``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -36,10 +37,12 @@ from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
 from imgmine_jax import parallel as parallel_lib
 from imgmine_jax import validate
-from imgmine_jax.files import json_default
+from imgmine_jax.files import atomic_write_bytes, json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle", "linear_decay")
 RESUME_ENV = "IMGMINE_RESUME"   # "0" turns off automatic resumable checkpoints in fit
+CACHE_ENV = "IMGMINE_CACHE"     # "0": fit deletes its automatic checkpoint when done (no reuse)
+FINISHED = "finished.json"      # marks an automatic checkpoint directory whose training completed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,6 +402,7 @@ class FitResult:
     best_epoch: int
     train_seconds: float
     trainer: Trainer
+    reused: bool = False     # loaded from an identical finished training instead of trained
 
     def column(self, name: str) -> np.ndarray:
         return np.array([row[name] for row in self.history])
@@ -428,10 +432,14 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         with Orbax; a rerun with the same configuration resumes from the newest complete
         checkpoint and ends with bitwise the same weights and history (on CPU) as an
         uninterrupted run. Default: a directory under ``artifacts/training/`` named by a
-        hash of the configuration, the model's parameter shapes and the training data,
-        deleted when training completes -- so a notebook killed mid-run resumes where it
-        stopped when it is run again, and a finished run leaves nothing behind. Set
-        ``$IMGMINE_RESUME=0`` to train without checkpoints.
+        hash of the configuration, the model's parameter shapes, the training data and
+        the package's code -- so a notebook killed mid-run resumes where it stopped when
+        it is run again. When training completes the directory is kept and marked
+        finished, and the same call again (a re-run notebook, the runner's retry after a
+        dead kernel) loads the result instead of training (``FitResult.reused``); calls
+        with ``on_epoch_end`` or ``epoch_metrics`` are not reused (their side effects would
+        be lost) and delete it. ``$IMGMINE_CACHE=0`` deletes it too; ``$IMGMINE_RESUME=0``
+        trains without checkpoints.
       epoch_metrics: called after each epoch's training (and validation) with the trainer;
         the numbers it returns join that epoch's history row *before* the best epoch is
         chosen and the checkpoint is written (so ``monitor`` may name one, and a resumed
@@ -469,12 +477,24 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
-    resumed = _resume(checkpoint_dir, (trainer.state, trainer.model_state), fingerprint, "run", log)
+    # A finished training is reused only without callbacks: their side effects (a GAN's
+    # progression frames, early stopping) would not happen again.
+    cacheable = automatic and on_epoch_end is None and epoch_metrics is None
+    finished = cacheable and (checkpoint_dir / FINISHED).is_file()
+    resumed = _resume(checkpoint_dir, (trainer.state, trainer.model_state), fingerprint, "run",
+                      None if finished else log)
     if resumed is not None:
         (state, best_state), saved = resumed
         trainer.state, best_state = trainer.dp.replicate((state, best_state))
         history, best, best_epoch = saved["history"], saved["best"], saved["best_epoch"]
         trainer.step, total_time, start = saved["step"], saved["train_seconds"], saved["epoch"] + 1
+        if finished:
+            start = cfg.epochs + 1      # the training finished before: nothing left to do
+            if log is not None:
+                log(f"reused the finished training in {checkpoint_dir} ({len(history)} epochs, "
+                    f"{total_time:.0f} s of training; {CACHE_ENV}=0 retrains)")
+    elif finished:
+        (checkpoint_dir / FINISHED).unlink()   # its checkpoint is gone: train again
     for epoch in range(start, cfg.epochs + 1):
         lr = trainer.learning_rate()
         t0 = time.perf_counter()
@@ -519,10 +539,23 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
             except StopIteration:
                 break
     model = trainer.sync_model(best_state)
-    if automatic:
+    if automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    elif cacheable and not finished:
+        # Kept, marked finished: the same call again (a re-run notebook, a runner retry after
+        # a dead kernel) loads this result instead of training again.
+        last_epoch = history[-1]["epoch"] if history else 0
+        latest = ckpt_lib.latest_training(checkpoint_dir)
+        if latest is None or latest.name != f"epoch-{last_epoch:04d}":   # stopped between checkpoints
+            progress_doc = {"fingerprint": fingerprint, "epoch": last_epoch, "step": trainer.step,
+                            "history": history, "best": best, "best_epoch": best_epoch,
+                            "train_seconds": total_time}
+            ckpt_lib.save_training(checkpoint_dir, last_epoch, (trainer.state, best_state),
+                                   json.loads(json.dumps(progress_doc, default=str)))
+        atomic_write_bytes(checkpoint_dir / FINISHED,
+                           json.dumps({"epochs": len(history), "train_seconds": total_time}).encode())
     return FitResult(model=model, history=history, best_epoch=best_epoch,
-                     train_seconds=total_time, trainer=trainer)
+                     train_seconds=total_time, trainer=trainer, reused=finished)
 
 
 def _check_checkpoint_every(checkpoint_every) -> None:
@@ -558,7 +591,19 @@ def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[
     for key in sorted(train):
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(train[key]).data)
+    digest.update(package_code_digest().encode())
     return ckpt_lib.artifacts_dir() / "training" / digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def package_code_digest() -> str:
+    """A hash of the package's source files: a finished training is reused only by the same code."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def show_progress(progress: bool | None) -> bool:

@@ -1,6 +1,7 @@
 """Resumable training: a run killed with SIGKILL and rerun ends exactly where an uninterrupted run ends."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -102,7 +103,7 @@ def _like(config, cfg, tr):
     return trainer.state, trainer.model_state
 
 
-def test_fit_resumes_by_itself_after_an_interruption_and_cleans_up(tmp_path, monkeypatch, mnist_train):
+def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_training(tmp_path, monkeypatch, mnist_train):
     """No checkpoint_dir given: a rerun of an interrupted notebook cell picks up where it stopped."""
     monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path))
     tr = mnist_train.head(300)
@@ -121,15 +122,43 @@ def test_fit_resumes_by_itself_after_an_interruption_and_cleans_up(tmp_path, mon
     lines = []
     resumed = run(log=lines.append)
     assert any(line.startswith("resumed from") and "epoch-0002" in line for line in lines), lines
-    assert not any((tmp_path / "training").iterdir()), "a finished run leaves its checkpoints behind"
+    assert not resumed.reused
+    [entry] = (tmp_path / "training").iterdir()
+    assert (entry / train.FINISHED).is_file(), "a finished training is kept, marked finished"
+
+    lines = []
+    again = run(log=lines.append)                 # the same call again: loaded, not trained
+    assert again.reused and any(line.startswith("reused the finished training") for line in lines), lines
+    assert again.history == resumed.history and again.train_seconds == resumed.train_seconds
+    other = train.fit(models.build("seed_cnn", config, seed=3), train.Classification(10), tr.arrays(), None,
+                      dataclasses.replace(cfg, seed=3), progress=False, log=None)
+    assert not other.reused, "another seed must miss the finished-training cache"
+
     monkeypatch.setenv("IMGMINE_RESUME", "0")
     fresh = run(log=None)
-    assert not (tmp_path / "training").exists() or not any((tmp_path / "training").iterdir())
+    assert not fresh.reused
     timing = ("seconds", "images_per_sec")
     strip = lambda h: [{k: v for k, v in row.items() if k not in timing} for row in h]
     assert strip(resumed.history) == strip(fresh.history)
-    for a, b in zip(jax.tree.leaves(nnx.state(resumed.model)), jax.tree.leaves(nnx.state(fresh.model))):
+    for a, b, c in zip(*(jax.tree.leaves(nnx.state(r.model)) for r in (resumed, fresh, again))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_cache_off_or_callbacks_leave_no_finished_training(tmp_path, monkeypatch, mnist_train):
+    monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path))
+    tr = mnist_train.head(200)
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+    cfg = train.TrainConfig(epochs=1, batch_size=50, seed=4)
+    run = lambda **kw: train.fit(models.build("seed_cnn", config, seed=4), train.Classification(10), tr.arrays(),
+                                 None, cfg, progress=False, log=None, **kw)
+    monkeypatch.setenv("IMGMINE_CACHE", "0")
+    run()
+    assert not any((tmp_path / "training").iterdir())
+    monkeypatch.delenv("IMGMINE_CACHE")
+    calls = []
+    run(epoch_metrics=lambda trainer: calls.append(trainer.step) or {})
+    assert calls and not any((tmp_path / "training").iterdir()), "a call with callbacks must not be reused"
 
 
 # --------------------------------------------------------------------------- what a resume may accept
