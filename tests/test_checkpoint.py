@@ -158,7 +158,7 @@ config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
 if mode == "model":
     checkpoint.save_model(where + "/ckpt", models.build("seed_cnn", config), "seed_cnn", config, info={"v": 1})
 else:
-    checkpoint.save_training(where, 1, {"w": np.array([1.0, 2.0])}, {"epoch": 1})
+    checkpoint.save_training(where, 1, {"w": np.array([1.0, 2.0], np.float32)}, {"epoch": 1})
 real_replace = files.os.replace
 
 def die(*args):                               # SIGKILL at the chosen moment of the second write
@@ -176,7 +176,7 @@ else:
 if mode == "model":
     checkpoint.save_model(where + "/ckpt", models.build("seed_cnn", config, seed=1), "seed_cnn", config, info={"v": 2})
 else:
-    checkpoint.save_training(where, 1, {"w": np.array([3.0, 4.0])}, {"epoch": 1})
+    checkpoint.save_training(where, 1, {"w": np.array([3.0, 4.0], np.float32)}, {"epoch": 1})
 """
 
 
@@ -193,7 +193,7 @@ def test_a_writer_killed_mid_save_leaves_nothing_behind_after_the_next_read(tmp_
         assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     else:
         latest = checkpoint.latest_training(tmp_path)
-        _, progress = checkpoint.restore_training(latest, {"w": np.zeros(2)})
+        _, progress = checkpoint.restore_training(latest, {"w": np.zeros(2, np.float32)})
         assert progress == {"epoch": 1}
         assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001"]
 
