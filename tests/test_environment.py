@@ -49,3 +49,9 @@ def test_notebook_parameters_accept_what_the_notebooks_use():
     """The range checks do not refuse sensible overrides (zero dropout, no augmentation, ...)."""
     run.check_parameters(NB01, {"dropout": 0.0, "augment_shift": 0, "warmup_epochs": 0.0, "label_smoothing": 0.0,
                                 "epochs": 1, "train_size": 2000, "learning_rate": 1e-2, "sweep_learning_rates": [1e-3]})
+
+
+@pytest.mark.parametrize("notebook", run.find_notebooks(), ids=lambda p: p.stem)
+def test_every_notebooks_own_defaults_pass_the_parameter_checks(notebook):
+    defaults = run.notebook_parameters(notebook)
+    run.check_parameters(notebook, {k: v for k, v in defaults.items() if v is not None})
