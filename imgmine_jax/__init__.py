@@ -89,7 +89,11 @@ def _enable_compilation_cache() -> None:
 
     from imgmine_jax.checkpoint import artifacts_dir
 
-    jax.config.update("jax_compilation_cache_dir", str(artifacts_dir() / "jax_cache"))
+    try:
+        cache = artifacts_dir() / "jax_cache"
+    except (OSError, ValueError):   # unusable $IMGMINE_ARTIFACTS: no cache; it fails, clearly, when first needed
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

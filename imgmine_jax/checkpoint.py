@@ -2,14 +2,19 @@
 
 A checkpoint is a directory::
 
-    <path>/meta.json    architecture name and constructor arguments, plus free-form info
-    <path>/state/       the model's parameters and batch statistics (Orbax)
+    <path>/meta.json       architecture name and constructor arguments, plus free-form info
+    <path>/state/          the model's parameters and batch statistics (Orbax)
+    <path>/checksums.json  size and SHA-256 of every other file
 
 :func:`save_model` writes into a temporary sibling and swaps it into place with
-renames, so a crash mid-write leaves the previous checkpoint intact.
-:func:`load_model` rebuilds the architecture from ``meta.json`` (only names from
-:data:`imgmine_jax.models.REGISTRY`) and refuses a checkpoint whose arrays do not
-match it.
+renames, so a crash mid-write leaves the previous checkpoint intact; a temporary left
+by a killed writer is removed by the next save or load. :func:`load_model` checks every
+file against ``checksums.json`` (a flipped bit or a truncated file is refused with
+:class:`CheckpointError`), then rebuilds the architecture from ``meta.json`` (only names
+from :data:`imgmine_jax.models.REGISTRY`) -- first abstractly, so that a ``meta.json``
+asking for arrays other than those stored is refused before anything is allocated.
+Training checkpoints (:func:`save_training`) carry checksums too, and
+:func:`latest_training` skips a damaged one for the newest intact epoch.
 
 Trained models live under :func:`artifacts_dir` (``artifacts/`` in the repository,
 git-ignored; override with ``$IMGMINE_ARTIFACTS``), so one notebook can reuse what
@@ -17,10 +22,13 @@ another trained.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
 import shutil
-import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +36,117 @@ import jax
 import numpy as np
 from flax import nnx
 
-from imgmine_jax.files import json_default, recover_dir, replace_dir
+from imgmine_jax import validate
+from imgmine_jax.files import clean_stale, json_default, recover_dir, replace_dir, temp_dir
 
 ARTIFACTS_ENV = "IMGMINE_ARTIFACTS"
 _SAVED = (nnx.Param, nnx.BatchStat)
+FORMAT = 2                      # 2: with checksums.json; 1: without (read without verification)
+MANIFEST = "checksums.json"
+_READ_RETRIES = 50              # a reader beside a writer retries while the directory is swapped
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete, corrupt or of another architecture."""
+    """A checkpoint that is missing, incomplete, damaged, corrupt or of another architecture."""
 
 
-def artifacts_dir() -> Path:
-    """Where trained models and scratch outputs go: ``$IMGMINE_ARTIFACTS`` or ``<repo>/artifacts``."""
+def artifacts_dir(create: bool = True) -> Path:
+    """Where trained models and scratch outputs go: ``$IMGMINE_ARTIFACTS`` (made absolute against the
+    working directory) or ``<repo>/artifacts``. Raises ``ValueError``/``PermissionError`` naming
+    the variable when that is a file or cannot be created or written."""
     env = os.environ.get(ARTIFACTS_ENV)
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "artifacts"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    path = env if env else Path(__file__).resolve().parent.parent / "artifacts"
+    name = f"${ARTIFACTS_ENV} (where trained models and outputs go)" if env else "the artifacts directory"
+    return validate.directory(path, name, create=create)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_manifest(directory: Path) -> None:
+    """``checksums.json``: size and SHA-256 of every file under ``directory`` (fsynced)."""
+    files = {}
+    for f in sorted(directory.rglob("*")):
+        if f.is_file() and f.name != MANIFEST:
+            files[f.relative_to(directory).as_posix()] = {"size": f.stat().st_size, "sha256": _file_digest(f)}
+    payload = json.dumps({"algorithm": "sha256", "files": files}, indent=1) + "\n"
+    with open(directory / MANIFEST, "w") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify(path: str | os.PathLike, required: bool = True) -> None:
+    """Check every file of checkpoint ``path`` against its ``checksums.json``.
+
+    Raises :class:`CheckpointError` naming the first missing, truncated or altered file.
+    ``required=False`` accepts a checkpoint written before checksums existed (no manifest).
+    """
+    path = Path(path)
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        if required:
+            raise CheckpointError(f"checkpoint {path} is damaged: its {MANIFEST} is missing")
+        return
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        if not isinstance(files, dict) or not files:
+            raise ValueError("no files listed")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} is damaged: unreadable {MANIFEST} ({err})") from None
+    for rel, want in files.items():
+        f = path / rel
+        if ".." in Path(rel).parts or not f.is_file():
+            raise CheckpointError(f"checkpoint {path} is damaged: file {rel} is missing")
+        size = f.stat().st_size
+        if size != want.get("size"):
+            raise CheckpointError(f"checkpoint {path} is damaged: file {rel} has {size} bytes, "
+                                  f"expected {want.get('size')} (truncated or overwritten)")
+        digest = _file_digest(f)
+        if digest != want.get("sha256"):
+            raise CheckpointError(f"checkpoint {path} is damaged: file {rel} has SHA-256 {digest[:16]}..., "
+                                  f"expected {str(want.get('sha256'))[:16]}... (flipped bits or another file)")
+
+
+def data_fingerprint(*arrays: dict | None) -> str:
+    """SHA-256 of the contents of dicts of arrays (keys, dtypes, shapes and bytes), for resume checks."""
+    h = hashlib.sha256()
+    for d in arrays:
+        if d is None:
+            h.update(b"None")
+            continue
+        for key in sorted(d):
+            a = np.ascontiguousarray(np.asarray(d[key]))
+            h.update(f"{key}|{a.dtype}|{a.shape}|".encode())
+            h.update(a.data)
+    return h.hexdigest()
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def _read_beside_writers(path: Path, read):
+    """``read()``; if it fails while a writer swapped ``path`` (another directory now, or none),
+    read again: a reader never reports a checkpoint as damaged because it was being replaced."""
+    for attempt in range(_READ_RETRIES):
+        before = _inode(path)
+        try:
+            return read()
+        except CheckpointError:
+            after = _inode(path)
+            swapping = any(path.parent.glob(f".old-{path.name}-*"))
+            if attempt + 1 == _READ_RETRIES or (after == before and not swapping):
+                raise
+            time.sleep(0.02)
 
 
 def _flat_state(model: nnx.Module) -> dict[str, np.ndarray]:
@@ -53,24 +156,62 @@ def _flat_state(model: nnx.Module) -> dict[str, np.ndarray]:
             for path, var in nnx.to_flat_state(state)}
 
 
+def _abstract_shapes(architecture: str, config: dict, where: str) -> dict[str, tuple]:
+    """The arrays ``REGISTRY[architecture](**config)`` would hold, computed without allocating them."""
+    from imgmine_jax.models import REGISTRY
+
+    cls = REGISTRY[architecture]
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(config) - set(params) - {"self"})
+    if unknown or "rngs" in config:
+        raise CheckpointError(f"{where}: config {config} has arguments {unknown or ['rngs']} that "
+                              f"{architecture!r} does not take; expected some of "
+                              f"{sorted(set(params) - {'self', 'rngs'})}")
+    try:
+        abstract = nnx.eval_shape(lambda: cls(**config, rngs=nnx.Rngs(0)))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: config {config} is not valid for {architecture!r}: {err}") from None
+    state = nnx.state(abstract, nnx.Any(*_SAVED))
+    return {"/".join(map(str, p)): tuple(v.get_value().shape) for p, v in nnx.to_flat_state(state)}
+
+
 def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
                config: dict[str, Any], info: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` (built as ``REGISTRY[architecture](**config)``) to the directory ``path``."""
+    """Save ``model`` (built as ``REGISTRY[architecture](**config)``) to the directory ``path``.
+
+    ``path`` may be relative (to the working directory); it must not be an existing file.
+    """
     import orbax.checkpoint as ocp
 
     from imgmine_jax.models import REGISTRY
 
-    if architecture not in REGISTRY:
+    path = validate.path(path, "save_model(path)")
+    if not isinstance(model, nnx.Module):
+        validate.fail("save_model(model)", model, "a Flax NNX module", TypeError)
+    if not isinstance(architecture, str) or architecture not in REGISTRY:
         raise CheckpointError(f"unknown architecture {architecture!r}; expected one of {sorted(REGISTRY)}")
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    config = validate.config_dict(config, "save_model(config)")
+    if info is not None and not isinstance(info, dict):
+        validate.fail("save_model(info)", info, "a dict or None", TypeError)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"save_model(path) must be a checkpoint directory or a new path; got "
+                              f"{str(path)!r}, which is a file")
+    validate.directory(path.parent, "save_model(path)'s parent", create=True)
+    expected = _abstract_shapes(architecture, config, "save_model")
+    actual = {k: tuple(v.shape) for k, v in _flat_state(model).items()}
+    if expected != actual:
+        diff = sorted(set(expected.items()) ^ set(actual.items()))[:4]
+        raise CheckpointError(f"save_model: the model is not a {architecture!r} built with config {config} "
+                              f"(differing arrays {diff}); it could not be loaded back")
+    clean_stale(path.parent, path.name)
+    tmp = temp_dir(path.parent, path.name)
     try:
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(tmp / "state", _flat_state(model))
             ckptr.wait_until_finished()
-        meta = {"format": 1, "architecture": architecture, "config": config, "info": info or {}}
+        meta = {"format": FORMAT, "architecture": architecture, "config": config, "info": info or {}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        _write_manifest(tmp)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -80,8 +221,9 @@ def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint, with clear errors for missing or broken ones."""
-    path = Path(path)
+    path = validate.path(path, "checkpoint path")
     recover_dir(path)
+    clean_stale(path.parent, path.name)
     meta_file = path / "meta.json"
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at {path} (expected a directory with meta.json and state/)")
@@ -94,25 +236,37 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} has a corrupt meta.json: {err}") from None
     if not isinstance(meta, dict) or "architecture" not in meta or "config" not in meta:
         raise CheckpointError(f"checkpoint {path}: meta.json lacks 'architecture'/'config'")
+    if not isinstance(meta["config"], dict) or not isinstance(meta.get("info", {}), dict):
+        raise CheckpointError(f"checkpoint {path}: meta.json's config must be a dict; got {meta['config']!r}")
     return meta
 
 
 def load_model(path: str | os.PathLike, expect_architecture: str | None = None) -> tuple[nnx.Module, dict]:
     """Rebuild the model saved at ``path`` and load its weights. Returns ``(model, meta)``."""
+
+    from imgmine_jax.models import REGISTRY
+
+    path = validate.path(path, "load_model(path)")
+    if expect_architecture is not None and expect_architecture not in REGISTRY:
+        raise CheckpointError(f"load_model(expect_architecture) must be one of {sorted(REGISTRY)}; "
+                              f"got {expect_architecture!r}")
+    return _read_beside_writers(path, lambda: _load_model(path, expect_architecture))
+
+
+def _load_model(path: Path, expect_architecture: str | None) -> tuple[nnx.Module, dict]:
     import orbax.checkpoint as ocp
 
     from imgmine_jax.models import REGISTRY
 
-    path = Path(path).absolute()
     meta = read_meta(path)
+    verify(path, required=meta.get("format", 1) >= 2)
     arch = meta["architecture"]
     if expect_architecture is not None and arch != expect_architecture:
         raise CheckpointError(f"checkpoint {path} holds a {arch!r} model; expected {expect_architecture!r}")
-    if arch not in REGISTRY:
+    if not isinstance(arch, str) or arch not in REGISTRY:
         raise CheckpointError(f"checkpoint {path} names unknown architecture {arch!r}; "
                               f"expected one of {sorted(REGISTRY)}")
-    model = REGISTRY[arch](**meta["config"], rngs=nnx.Rngs(0))
-    target = _flat_state(model)
+    expected = _abstract_shapes(arch, meta["config"], f"checkpoint {path}")
     with ocp.StandardCheckpointer() as ckptr:
         try:
             stored = ckptr.metadata(path / "state")
@@ -120,11 +274,12 @@ def load_model(path: str | os.PathLike, expect_architecture: str | None = None) 
             stored_shapes = {k: tuple(v.shape) for k, v in dict(stored_tree).items()}
         except Exception as err:
             raise CheckpointError(f"checkpoint {path}/state is unreadable: {err}") from None
-        expected = {k: v.shape for k, v in target.items()}
-        if stored_shapes != expected:
+        if stored_shapes != expected:    # checked before the model is built: nothing allocated yet
             diff = sorted(set(stored_shapes.items()) ^ set(expected.items()))[:4]
             raise CheckpointError(f"checkpoint {path} does not match architecture {arch!r} with "
                                   f"config {meta['config']}: differing arrays {diff}")
+        model = REGISTRY[arch](**meta["config"], rngs=nnx.Rngs(0))
+        target = _flat_state(model)
         try:
             restored = ckptr.restore(path / "state", jax.tree.map(np.zeros_like, target))
         except Exception as err:
@@ -160,18 +315,25 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
     """
     import orbax.checkpoint as ocp
 
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = validate.directory(directory, "checkpoint_dir", create=True)
+    validate.integer(epoch, "save_training(epoch)", min=0, max=9999)
+    validate.integer(keep, "save_training(keep)", min=1)
+    if not isinstance(progress, dict):
+        validate.fail("save_training(progress)", progress, "a dict", TypeError)
     target = directory / f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{target.name}.tmp-"))
+    for entry in directory.glob(".epoch-*.tmp-*"):
+        clean_stale(directory, entry.name.split(".tmp-")[0][1:])
+    clean_stale(directory, target.name)
+    tmp = temp_dir(directory, target.name)
     try:
         named = _leaves_with_names(state)
         arrays = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(named)}
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(tmp / "state", arrays)
             ckptr.wait_until_finished()
-        doc = {"format": 1, "epoch": epoch, "leaves": [name for name, _ in named], "progress": progress}
+        doc = {"format": FORMAT, "epoch": epoch, "leaves": [name for name, _ in named], "progress": progress}
         (tmp / "progress.json").write_text(json.dumps(doc, default=json_default) + "\n")
+        _write_manifest(tmp)
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,12 +343,38 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
     return target
 
 
+def _training_format(path: Path) -> int:
+    try:
+        return int(json.loads((path / "progress.json").read_text()).get("format", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return FORMAT       # unreadable: verify() against the manifest says what is wrong
+
+
 def latest_training(directory: str | os.PathLike) -> Path | None:
-    """The newest complete ``epoch-NNNN`` checkpoint under ``directory``, or None."""
-    directory = Path(directory)
-    complete = [p for p in sorted(directory.glob("epoch-*"))
-                if (p / "progress.json").exists() and (p / "state").is_dir()]
-    return complete[-1] if complete else None
+    """The newest intact ``epoch-NNNN`` checkpoint under ``directory`` (absolute), or None.
+
+    A damaged newer one (a flipped bit, a truncated file: see :func:`verify`) is skipped with
+    a warning naming it, so a resume starts from the newest epoch that can be trusted.
+    """
+    directory = validate.path(directory, "checkpoint_dir")
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"checkpoint_dir must be a directory; got {str(directory)!r}, which is a file")
+    for entry in directory.glob(".old-epoch-*-*"):    # a writer killed between its two renames
+        name = entry.name[len(".old-"):].rsplit("-", 1)[0]
+        recover_dir(directory / name)
+        clean_stale(directory, name)
+    for entry in directory.glob(".epoch-*.tmp-*"):
+        clean_stale(directory, entry.name.split(".tmp-")[0][1:])
+    for p in sorted(directory.glob("epoch-[0-9][0-9][0-9][0-9]"), reverse=True):
+        if not ((p / "progress.json").exists() and (p / "state").is_dir()):
+            continue
+        try:
+            verify(p, required=_training_format(p) >= 2)
+        except CheckpointError as err:
+            warnings.warn(f"skipping a damaged training checkpoint: {err}", stacklevel=2)
+            continue
+        return p
+    return None
 
 
 def restore_training(path: str | os.PathLike, like) -> tuple[Any, dict[str, Any]]:
@@ -197,7 +385,8 @@ def restore_training(path: str | os.PathLike, like) -> tuple[Any, dict[str, Any]
     """
     import orbax.checkpoint as ocp
 
-    path = Path(path)
+    path = validate.path(path, "restore_training(path)")
+    verify(path, required=_training_format(path) >= 2)
     try:
         doc = json.loads((path / "progress.json").read_text())
     except (OSError, json.JSONDecodeError) as err:

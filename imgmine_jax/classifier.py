@@ -16,12 +16,14 @@ from typing import Any, Callable
 
 from flax import nnx
 
-from imgmine_jax import checkpoint, data, metrics, models, recipes, train
+from imgmine_jax import checkpoint, data, metrics, models, recipes, train, validate
 from imgmine_jax.recipes import ClassifierRecipe
 
 
 def checkpoint_path(dataset: str, model: str = "resnet") -> Path:
     """Where notebook 01 saves (and this module looks for) the classifier of ``dataset``."""
+    validate.safe_name(dataset, "dataset")
+    validate.choice(model, "model", sorted(models.CLASSIFIERS))
     return checkpoint.artifacts_dir() / "models" / f"{dataset}_{model}"
 
 
@@ -78,8 +80,9 @@ def train_classifier(dataset: str, model: str = "resnet", *, profile: str = "ful
 
 def expected_recipe(model: str = "resnet", profile: str = "full", seed: int = 0) -> ClassifierRecipe:
     """The recipe a notebook in ``profile`` expects its classifier to have been trained with."""
-    if model not in models.CLASSIFIERS:
-        raise ValueError(f"unknown classifier {model!r}; expected one of {sorted(models.CLASSIFIERS)}")
+    validate.choice(model, "model", sorted(models.CLASSIFIERS))
+    validate.choice(profile, "profile", ("quick", "full"))
+    validate.integer(seed, "seed")
     base = recipes.CLASSIFIER
     if model != base.model:   # the other classifier (SeedCNN) with the same training recipe
         base = ClassifierRecipe(**{**base.as_dict(), "model": model})

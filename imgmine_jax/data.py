@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imgmine_jax import validate
+
 #: Images are mapped from [0, 255] to [-1, 1]: zero-centred for the classifiers,
 #: and the range of a tanh generator for the GAN.
 PIXEL_MEAN = 127.5
@@ -46,12 +48,20 @@ class ImageDataset:
     class_names: tuple[str, ...]
 
     def __post_init__(self):
-        if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise DatasetError(f"{self.name}/{self.split}: images must be uint8 (N, H, W, C); "
-                               f"got {self.images.dtype} {self.images.shape}")
-        if self.labels.shape != (len(self.images),):
-            raise DatasetError(f"{self.name}/{self.split}: expected {len(self.images)} labels; "
-                               f"got shape {self.labels.shape}")
+        where = f"ImageDataset {self.name}/{self.split}"
+        if not isinstance(self.images, np.ndarray) or self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise DatasetError(f"{where}: images must be uint8 (N, H, W, C); got "
+                               f"{getattr(self.images, 'dtype', type(self.images).__name__)} "
+                               f"{getattr(self.images, 'shape', '')}")
+        if not isinstance(self.labels, np.ndarray) or self.labels.shape != (len(self.images),):
+            raise DatasetError(f"{where}: expected {len(self.images)} labels; "
+                               f"got shape {getattr(self.labels, 'shape', type(self.labels).__name__)}")
+        if not isinstance(self.class_names, tuple) or not self.class_names:
+            raise DatasetError(f"{where}: class_names must be a non-empty tuple of names; got {self.class_names!r}")
+        try:
+            validate.labels(self.labels, f"{where}: labels", num_classes=len(self.class_names))
+        except (TypeError, ValueError) as err:
+            raise DatasetError(str(err)) from None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,7 +82,7 @@ class ImageDataset:
         """The first ``n`` examples (all when ``n`` is None); used by the quick profile."""
         if n is None:
             return self
-        if not isinstance(n, (int, np.integer)) or n <= 0:
+        if not validate.is_int(n) or n <= 0:
             raise DatasetError(f"head(n) expects a positive integer or None; got {n!r}")
         return self.take(slice(0, min(int(n), len(self))))
 
@@ -171,8 +181,14 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None 
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string; got {name!r}")
+    try:
+        validate.dataset_name(name, "dataset name")
+    except (TypeError, ValueError) as err:
+        raise DatasetError(str(err)) from None
     if not isinstance(split, str) or not split:
         raise DatasetError(f"split must be a non-empty string such as 'train' or 'test'; got {split!r}")
+    if download is not None and not isinstance(download, bool):
+        raise DatasetError(f"download must be True, False or None; got {download!r}")
     return _load_cached(name, split, resolve_data_dir(data_dir), download)
 
 
@@ -182,8 +198,12 @@ def train_val_split(dataset: ImageDataset, val_size: int, seed: int = 0
 
     Returns ``(train, val)``: disjoint, together exactly ``dataset``.
     """
+    if not isinstance(dataset, ImageDataset):
+        raise DatasetError(f"train_val_split(dataset) must be an ImageDataset (from data.load); got "
+                           f"{type(dataset).__name__}")
+    validate.integer(seed, "train_val_split(seed)")
     n = len(dataset)
-    if not isinstance(val_size, (int, np.integer)) or not 0 < val_size < n:
+    if not validate.is_int(val_size) or not 0 < val_size < n:
         raise DatasetError(f"val_size must be an integer in [1, {n - 1}] for {dataset.name}/"
                            f"{dataset.split} ({n} examples); got {val_size!r}")
     order = np.asarray(jax.random.permutation(jax.random.key(seed), n))
@@ -210,7 +230,8 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int
     examples of the permutation are dropped, so every step has the same shape and
     the step compiles once; they are different examples in every epoch.
     """
-    if batch_size <= 0 or batch_size > num_examples:
+    validate.integer(num_examples, "epoch_batches(num_examples)", min=1)
+    if not validate.is_int(batch_size) or batch_size <= 0 or batch_size > num_examples:
         raise DatasetError(f"batch_size must be in [1, {num_examples}] (the number of training "
                            f"examples); got {batch_size}")
     steps = num_examples // batch_size
@@ -224,8 +245,9 @@ def eval_batches(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.nda
     The last batch is padded with index 0 and ``mask`` is False there, so evaluation
     sees every example exactly once and still compiles only one step.
     """
-    if batch_size <= 0:
-        raise DatasetError(f"batch_size must be positive; got {batch_size}")
+    validate.integer(num_examples, "eval_batches(num_examples)", min=0)
+    if not validate.is_int(batch_size) or batch_size <= 0:
+        raise DatasetError(f"batch_size must be a positive integer; got {batch_size!r}")
     steps = -(-num_examples // batch_size)
     flat = np.arange(steps * batch_size)
     mask = flat < num_examples

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgmine_jax import validate
+
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     """Fraction of ``predictions`` equal to ``labels``."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    labels = validate.array(labels, "accuracy(labels)", nonempty=True)
+    predictions = validate.array(predictions, "accuracy(predictions)", nonempty=True)
     if labels.shape != predictions.shape:
         raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must have one shape")
     return float(np.mean(labels == predictions))
@@ -14,7 +17,10 @@ def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """``C[i, j]`` = number of examples of true class ``i`` predicted as ``j``."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    num_classes = validate.integer(num_classes, "confusion_matrix(num_classes)", min=1)
+    labels = validate.labels(labels, "confusion_matrix(labels)", num_classes=num_classes)
+    predictions = validate.labels(predictions, "confusion_matrix(predictions)", num_classes=num_classes,
+                                  length=len(labels))
     for name, a in (("labels", labels), ("predictions", predictions)):
         if a.size and (a.min() < 0 or a.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes - 1}]; got range "
@@ -25,6 +31,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 def per_class_report(confusion: np.ndarray) -> dict[str, np.ndarray]:
     """Precision, recall, F1 and support for every class from a confusion matrix."""
+    validate.confusion(confusion, "per_class_report(confusion)")
     confusion = np.asarray(confusion, dtype=np.float64)
     tp = np.diag(confusion)
     predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
@@ -44,6 +51,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def per_class_markdown(confusion: np.ndarray, class_names) -> str:
     """A Markdown table of precision, recall, F1 and support per class, plus the macro average."""
     rep = per_class_report(confusion)
+    if isinstance(class_names, (str, bytes)) or len(class_names) != len(rep["f1"]):
+        validate.fail("per_class_markdown(class_names)", class_names, f"{len(rep['f1'])} class names (one per row "
+                      f"of the confusion matrix)")
     lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for i, name in enumerate(class_names):
         lines.append(f"| {name} | {rep['precision'][i]:.4f} | {rep['recall'][i]:.4f} | "
@@ -55,7 +65,8 @@ def per_class_markdown(confusion: np.ndarray, class_names) -> str:
 
 def precision_at_k(neighbor_labels: np.ndarray, query_labels: np.ndarray) -> float:
     """Mean fraction of each query's retrieved items (``(N, k)`` labels) that share its label."""
-    neighbor_labels, query_labels = np.asarray(neighbor_labels), np.asarray(query_labels)
+    neighbor_labels = validate.array(neighbor_labels, "precision_at_k(neighbor_labels)", nonempty=True)
+    query_labels = validate.array(query_labels, "precision_at_k(query_labels)", ndim=1, nonempty=True)
     if neighbor_labels.ndim != 2 or len(neighbor_labels) != len(query_labels):
         raise ValueError(f"expected neighbour labels (N, k) for N={len(query_labels)} queries; "
                          f"got {neighbor_labels.shape}")
@@ -64,7 +75,8 @@ def precision_at_k(neighbor_labels: np.ndarray, query_labels: np.ndarray) -> flo
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
     """Cluster purity: the fraction of examples in their cluster's majority class."""
-    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    labels = validate.array(labels, "purity(labels)", ndim=1, nonempty=True)
+    clusters = validate.array(clusters, "purity(clusters)", ndim=1, nonempty=True)
     if labels.shape != clusters.shape:
         raise ValueError(f"labels {labels.shape} and clusters {clusters.shape} must have one shape")
     _, cluster_ids = np.unique(clusters, return_inverse=True)
@@ -85,6 +97,7 @@ def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 1.0, window: int =
     import jax
     import jax.numpy as jnp
 
+    validate.ssim_call(a, b, data_range, window, sigma, batch_size)
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if a.shape != b.shape:
         raise ValueError(f"ssim needs two arrays of one shape; got {a.shape} and {b.shape}")
@@ -127,6 +140,7 @@ def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 1.0, window: int =
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and covariance ``(D, D)`` of a feature matrix ``(N, D)`` (float64)."""
+    validate.array(features, "feature_statistics(features)", dtype="number", finite=True)
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or len(features) < 2:
         raise ValueError(f"feature_statistics expects at least 2 feature vectors (N, D); got {features.shape}")
@@ -141,6 +155,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     matrix with the same eigenvalues as ``S1 S2`` -- so it is real and needs no complex
     ``sqrtm`` clean-up; tiny negative eigenvalues from rounding are clipped to zero.
     """
+    for name, v in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        validate.array(v, f"frechet_distance({name})", dtype="number", finite=True, nonempty=True)
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
@@ -156,6 +172,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between the Gaussian fits of two feature sets ``(N, D)`` and ``(M, D)``."""
+    a = validate.array(a, "fid_from_features(a)", ndim=2, dtype="number", finite=True)
+    b = validate.array(b, "fid_from_features(b)", ndim=2, dtype="number", finite=True)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"fid_from_features needs features of one dimension D; got {a.shape} and {b.shape}")
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
@@ -165,6 +185,8 @@ def inception_score(probs: np.ndarray, splits: int = 1) -> float:
     1 for identical predictions (e.g. uniform); K for confident predictions spread evenly
     over K classes. ``p(y)`` is the mean prediction within each split.
     """
+    validate.integer(splits, "inception_score(splits)", min=1)
+    validate.array(probs, "inception_score(probs)", ndim=2, dtype="number", finite=True, nonempty=True)
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or len(probs) < splits or not np.all(np.isfinite(probs)):
         raise ValueError(f"inception_score expects finite probabilities (N, K) with N >= splits={splits}; "
@@ -190,9 +212,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
     """
     from scipy.optimize import minimize_scalar
 
-    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
-    if logits.ndim != 2 or labels.shape != (len(logits),):
-        raise ValueError(f"fit_temperature expects logits (N, K) and labels (N,); got {logits.shape}, {labels.shape}")
+    logits = validate.array(logits, "fit_temperature(logits)", ndim=2, dtype="number", finite=True, nonempty=True)
+    logits = logits.astype(np.float64)
+    labels = validate.labels(labels, "fit_temperature(labels)", num_classes=logits.shape[1], length=len(logits))
+    validate.temperature_bounds(bounds)
 
     def nll(log_t):
         z = logits / np.exp(log_t)

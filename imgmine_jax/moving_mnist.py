@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imgmine_jax import validate
 from imgmine_jax.data import ImageDataset
 
 CANVAS = 64
@@ -51,13 +52,18 @@ class MovingMnist:
     num_observed: int = NUM_OBSERVED
 
     def __post_init__(self):
+        if not isinstance(self.digits, np.ndarray) or self.digits.ndim != 4:
+            validate.fail("MovingMnist(digits)", self.digits, "a uint8 array (N, D, h, w)", TypeError)
         n, d = self.digits.shape[:2]
+        validate.integer(self.canvas, "MovingMnist(canvas)", min=max(self.digits.shape[2:]))
+        validate.integer(self.num_observed, "MovingMnist(num_observed)")
         if self.digits.dtype != np.uint8 or self.digits.ndim != 4:
             raise ValueError(f"digits must be uint8 (N, D, h, w); got {self.digits.dtype} {self.digits.shape}")
         if self.positions.shape[:1] != (n,) or self.positions.shape[2:] != (d, 2):
             raise ValueError(f"positions must have shape (N={n}, T, D={d}, 2); got {self.positions.shape}")
         if not 0 < self.num_observed < self.num_frames:
             raise ValueError(f"num_observed must be in [1, {self.num_frames - 1}]; got {self.num_observed}")
+        validate.moving_mnist_arrays(self)
 
     def __len__(self) -> int:
         return len(self.digits)
@@ -73,7 +79,7 @@ class MovingMnist:
 
     def head(self, n: int | None) -> "MovingMnist":
         """The first ``n`` sequences (all when ``n`` is None)."""
-        return self if n is None else self.take(slice(0, int(n)))
+        return self if n is None else self.take(slice(0, validate.integer(n, "MovingMnist.head(n)", min=1)))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The ``{"digits", "positions"}`` dict a training task renders from (see :func:`render`)."""
@@ -103,6 +109,7 @@ def trajectories(rng: np.random.Generator, num_sequences: int, num_frames: int =
     of ``step_length`` *before* each frame; on leaving [0, 1] the position is clamped
     and that velocity component reversed. Pixel positions are ``floor(free_range * p)``.
     """
+    validate.trajectories_call(rng, num_sequences, num_frames, num_digits, free_range, step_length)
     shape = (num_sequences, num_digits)
     pos = rng.random(shape + (2,))
     theta = rng.random(shape) * 2 * np.pi
@@ -128,6 +135,7 @@ def generate(source: ImageDataset, num_sequences: int, seed: int = 0, *, num_fra
     """
     if not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1:
         raise ValueError(f"num_sequences must be a positive integer; got {num_sequences!r}")
+    validate.generate_call(source, seed, num_frames, num_observed, num_digits, canvas, step_length)
     if source.images.shape[-1] != 1:
         raise ValueError(f"Moving MNIST needs single-channel digits; got images of shape {source.image_shape}")
     h, w = source.image_shape[:2]

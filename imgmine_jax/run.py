@@ -45,6 +45,7 @@ from typing import Any
 
 from imgmine_jax import checkpoint as _ckpt
 from imgmine_jax import site as _site
+from imgmine_jax import validate as _validate
 from imgmine_jax.files import atomic_write_bytes, json_default, recover_dir, replace_dir
 
 PROFILES = ("quick", "full")
@@ -210,18 +211,32 @@ def check_profile(profile: str) -> str:
 # --------------------------------------------------------------------------- the runner
 
 def find_notebooks(names: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """Notebooks in order; ``names`` may be full names, stems or numeric prefixes (``01``)."""
+    """Notebooks in order; ``names`` may be full names, stems or numeric prefixes (``01``), or
+    paths to ``.ipynb`` files (run as given, e.g. a copy outside the repository). A notebook
+    named twice runs once."""
     available = sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))
     if not names:
         return available
     chosen = []
     for name in names:
+        if not isinstance(name, (str, os.PathLike)) or not os.fspath(name):
+            raise SystemExit(f"notebook names must be non-empty strings; got {name!r}")
+        given = Path(name)
+        if given.suffix == ".ipynb" and (len(given.parts) > 1 or given.is_file()):
+            if not given.is_file():
+                raise SystemExit(f"notebook {str(name)!r} does not exist (expected a path to an .ipynb file, "
+                                 f"or one of {[nb.stem for nb in available]})")
+            path = given.resolve()
+            if path not in chosen:
+                chosen.append(path)
+            continue
         stem = Path(name).stem
         matches = [nb for nb in available if nb.stem == stem or nb.stem.startswith(stem + "_")]
         if len(matches) != 1:
             raise SystemExit(f"notebook {name!r} matches {len(matches)} of "
                              f"{[nb.stem for nb in available]}; expected exactly one")
-        chosen.append(matches[0])
+        if matches[0].resolve() not in chosen:
+            chosen.append(matches[0].resolve())
     return chosen
 
 
@@ -295,6 +310,7 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
             raise ValueError(f"parameter {name}={value!r} of {Path(notebook).stem} must be a "
                              f"{_type_name(defaults[name])} like its default {defaults[name]!r}; "
                              f"got a {_type_name(value)}")
+        _validate.notebook_parameter(name, value, defaults[name])
 
 
 def run_notebook(notebook: Path, results_dir: Path, profile: str,
@@ -519,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site-dir", type=Path, default=_site.SITE_DIR,
                         help="where the site is built (default: build/site/)")
     args = parser.parse_args(argv)
+    if args.timeout is not None and args.timeout < 1:
+        raise SystemExit(f"--timeout must be a positive number of seconds; got {args.timeout}")
     if args.retries < 0:
         parser.error(f"--retries must be >= 0; got {args.retries}")
     if args.site or args.rerender:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
 from imgmine_jax import parallel as parallel_lib
+from imgmine_jax import validate
 from imgmine_jax.files import atomic_write_bytes, json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle", "linear_decay")
@@ -227,6 +228,9 @@ class Classification(Task):
     augment_shift: int = 0
     augment_flip: bool = False
     higher_is_better = frozenset({"accuracy"})
+
+    def __post_init__(self):
+        validate.classification_task(self)
 
     @classmethod
     def from_config(cls, num_classes: int, cfg: TrainConfig) -> "Classification":
@@ -508,13 +512,15 @@ def _epoch_loop(runner, cfg: TrainConfig, n: int, *, fingerprint: dict, what: st
         done.train_seconds += seconds
         row = {"epoch": epoch, "lr": lr, "seconds": seconds, "images_per_sec": steps * cfg.batch_size / seconds}
         row.update({f"train_{k}": v for k, v in train_metrics.items()})
-        row.update({f"val_{k}": v for k, v in runner.evaluate().items()})
+        val_metrics = runner.evaluate()
+        validate.finite_metrics(val_metrics, f"epoch {epoch}: validation")
+        row.update({f"val_{k}": v for k, v in val_metrics.items()})
         if epoch_metrics is not None:
             row.update({k: float(v) for k, v in epoch_metrics().items()})
         done.history.append(row)
         improved = False
         if keep_best:
-            score = epoch if monitor is None else row.get(monitor, row.get("train_loss"))
+            score = validate.monitored(row, monitor)
             improved = (done.best is None or monitor is None
                         or (score > done.best if maximize else score < done.best))
             if improved:
@@ -611,6 +617,9 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     Returns a :class:`FitResult`; its history has one row per epoch: train/val loss and
     metrics, learning rate, epoch wall time and training images per second.
     """
+    validate.fit_call(model, task, train, val, cfg, monitor=monitor, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=checkpoint_every, on_epoch_end=on_epoch_end, log=log,
+                      epoch_metrics=epoch_metrics)
     n = len(next(iter(train.values())))
     if cfg.batch_size > n:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({n} examples)")
@@ -623,7 +632,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         monitor = None                    # nothing to select on: keep the last epoch, as documented
     if maximize is None:
         maximize = monitor is not None and task.maximizes(monitor)
-    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor}
+    fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor,
+                   "data": ckpt_lib.data_fingerprint(train, val)}
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
@@ -761,6 +771,7 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
     ``images`` are uint8 ``(N, H, W, C)`` as stored by :mod:`imgmine_jax.data`. With several
     devices (``data_parallel``, default: this process's) each batch is split over them.
     """
+    validate.predict_call(model, images, batch_size, fn)
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"predict expects uint8 images of shape (N, H, W, C); got {images.dtype} "
@@ -772,8 +783,9 @@ def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,
 def tta_views(shift: int = 1, flip: bool = False) -> list[tuple[int, int, bool]]:
     """Test-time augmentation views ``(dy, dx, flip)``: the image, its ``shift``-pixel moves
     up/down/left/right (if ``shift``), and the mirror image of each (if ``flip``)."""
-    if not isinstance(shift, (int, np.integer)) or shift < 0:
+    if not validate.is_int(shift) or shift < 0:
         raise ValueError(f"shift must be a non-negative integer (pixels); got {shift!r}")
+    validate.boolean(flip, "tta_views(flip)")
     moves = [(0, 0)] + ([(-shift, 0), (shift, 0), (0, -shift), (0, shift)] if shift else [])
     return [(dy, dx, f) for f in ((False, True) if flip else (False,)) for dy, dx in moves]
 
@@ -927,6 +939,8 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     arguments resumes from the newest complete checkpoint and ends bitwise where an
     uninterrupted sweep ends.
     """
+    validate.sweep_call(make_model, task, train, val, cfg, learning_rates, seeds, checkpoint_dir=checkpoint_dir,
+                        checkpoint_every=checkpoint_every)
     lrs = np.array([lr for lr in learning_rates for _ in seeds], dtype=np.float32)
     member_seeds = np.array([s for _ in learning_rates for s in seeds], dtype=np.uint32)
     if len(lrs) == 0 or np.any(lrs <= 0):
@@ -942,7 +956,8 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     runner = _SweepRunner(states, step_fn, eval_fn, data_lib.to_device(train, shared), data_lib.to_device(val, shared),
                           cfg, lrs, member_seeds, lr_schedule(cfg, steps))
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
-                   "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist()}
+                   "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist(),
+                   "data": ckpt_lib.data_fingerprint(train, val)}
     done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="sweep", monitor=None, maximize=False,
                        keep_best=False, progress=show_progress(progress), log=log, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=checkpoint_every)

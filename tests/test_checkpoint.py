@@ -111,3 +111,134 @@ def test_crash_between_the_two_renames_is_recovered_on_read(tmp_path, trained):
     path.rename(tmp_path / ".old-ckpt-12345")         # what a SIGKILL right after the first rename leaves
     _, meta = checkpoint.load_model(path)
     assert meta["info"]["version"] == 1 and path.is_dir()
+
+
+# --------------------------------------------------------------------------- integrity and faults
+
+def _flip_one_bit(path):
+    f = max((f for f in (path / "state").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    f.write_bytes(bytes(raw))
+
+
+def test_a_flipped_bit_in_a_saved_model_is_refused(tmp_path, trained):
+    model, config = trained
+    path = checkpoint.save_model(tmp_path / "ckpt", model, "resnet", config)
+    checkpoint.verify(path)
+    _flip_one_bit(path)
+    with pytest.raises(checkpoint.CheckpointError, match=r"ckpt is damaged: file state/.* has SHA-256"):
+        checkpoint.load_model(path)
+
+
+def test_damaged_newest_training_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
+    state = {"w": np.arange(1000, dtype=np.float32)}
+    for epoch in (1, 2, 3):
+        checkpoint.save_training(tmp_path, epoch, {"w": state["w"] * epoch}, {"epoch": epoch}, keep=3)
+    _flip_one_bit(tmp_path / "epoch-0003")
+    for f in (tmp_path / "epoch-0002" / "state").rglob("*"):     # truncated, as a full disk leaves it
+        if f.is_file() and f.stat().st_size > 16:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.warns(UserWarning, match=r"skipping a damaged training checkpoint"):
+        latest = checkpoint.latest_training(tmp_path)
+    assert latest == tmp_path / "epoch-0001"
+    restored, progress = checkpoint.restore_training(latest, state)
+    assert progress == {"epoch": 1}
+    np.testing.assert_array_equal(restored["w"], state["w"])
+    with pytest.raises(checkpoint.CheckpointError, match="epoch-0003 is damaged"):
+        checkpoint.restore_training(tmp_path / "epoch-0003", state)
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from imgmine_jax import checkpoint, files, models
+where, mode = sys.argv[1], sys.argv[2]
+config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+if mode == "model":
+    checkpoint.save_model(where + "/ckpt", models.build("seed_cnn", config), "seed_cnn", config, info={"v": 1})
+else:
+    checkpoint.save_training(where, 1, {"w": np.array([1.0, 2.0], np.float32)}, {"epoch": 1})
+real_replace = files.os.replace
+
+def die(*args):                               # SIGKILL at the chosen moment of the second write
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die_after_first_rename(src, dst):
+    real_replace(src, dst)
+    if ".old-" in str(dst):
+        die()
+
+if sys.argv[3] == "while-writing":
+    checkpoint._write_manifest = die
+else:
+    files.os.replace = die_after_first_rename
+if mode == "model":
+    checkpoint.save_model(where + "/ckpt", models.build("seed_cnn", config, seed=1), "seed_cnn", config, info={"v": 2})
+else:
+    checkpoint.save_training(where, 1, {"w": np.array([3.0, 4.0], np.float32)}, {"epoch": 1})
+"""
+
+
+@pytest.mark.parametrize("mode", ["model", "training"])
+@pytest.mark.parametrize("moment", ["while-writing", "between-renames"])
+def test_a_writer_killed_mid_save_leaves_nothing_behind_after_the_next_read(tmp_path, mode, moment):
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path), mode, moment], timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert any(".tmp-" in n or n.startswith(".old-") for n in left), f"the kill left nothing to clean: {left}"
+    if mode == "model":
+        _, meta = checkpoint.load_model(tmp_path / "ckpt")
+        assert meta["info"]["v"] == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    else:
+        latest = checkpoint.latest_training(tmp_path)
+        _, progress = checkpoint.restore_training(latest, {"w": np.zeros(2, np.float32)})
+        assert progress == {"epoch": 1}
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001"]
+
+
+def test_save_over_a_file_is_refused_and_leaves_no_hidden_copy(tmp_path, trained):
+    model, config = trained
+    (tmp_path / "ckpt").write_text("a file")
+    with pytest.raises(checkpoint.CheckpointError, match="which is a file"):
+        checkpoint.save_model(tmp_path / "ckpt", model, "resnet", config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+_WRITER_LOOP = """
+import sys
+from imgmine_jax import checkpoint, models
+config = models.classifier_config("seed_cnn", 10, (28, 28, 1), hidden=32)
+for i in range(100_000):
+    checkpoint.save_model(sys.argv[1], models.build("seed_cnn", config, seed=i % 3), "seed_cnn", config, info={"i": i})
+    print(i, flush=True)
+"""
+
+
+def test_a_reader_beside_a_writer_never_sees_a_damaged_checkpoint(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER_LOOP, str(tmp_path / "ckpt")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline(), "the writer died"
+        seen = set()
+        for _ in range(400):                  # until several versions were read (bounded)
+            _, meta = checkpoint.load_model(tmp_path / "ckpt", expect_architecture="seed_cnn")
+            seen.add(meta["info"]["i"])
+            if len(seen) >= 4:
+                break
+        assert proc.poll() is None, "the writer stopped: the reads did not overlap the writes"
+        assert len(seen) > 1, "every read saw the same version: the reads did not overlap the writes"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_relative_checkpoint_paths_save_and_load(tmp_path, trained, monkeypatch):
+    model, config = trained
+    monkeypatch.chdir(tmp_path)
+    path = checkpoint.save_model("models/relative", model, "resnet", config)
+    assert path == tmp_path / "models" / "relative"
+    checkpoint.load_model("models/relative")
+    checkpoint.save_training("runs/relative", 1, {"w": np.ones(2)}, {"epoch": 1})
+    assert checkpoint.latest_training("runs/relative") == tmp_path / "runs" / "relative" / "epoch-0001"

@@ -160,3 +160,86 @@ def test_cache_off_or_callbacks_leave_no_finished_training(tmp_path, monkeypatch
     calls = []
     run(epoch_metrics=lambda trainer: calls.append(trainer.step) or {})
     assert calls and not any((tmp_path / "training").iterdir()), "a call with callbacks must not be reused"
+
+
+# --------------------------------------------------------------------------- what a resume may accept
+
+def _small_fit(tr, va=None, **kw):
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1), hidden=32)
+    cfg = train.TrainConfig(epochs=2, batch_size=50, seed=1)
+    return train.fit(models.build("seed_cnn", config, seed=1), train.Classification(10), tr.arrays(),
+                     None if va is None else va.arrays(), cfg, progress=False, **{"log": None, **kw})
+
+
+def _stop_after_epoch_1(row, trainer):
+    if row["epoch"] == 1:
+        raise KeyboardInterrupt
+
+
+def _params(result):
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(result.model, nnx.Param))]
+
+
+def test_relative_checkpoint_dir_resumes(tmp_path, monkeypatch, mnist_train):
+    monkeypatch.chdir(tmp_path)
+    tr = mnist_train.head(200)
+    with pytest.raises(KeyboardInterrupt):
+        _small_fit(tr, checkpoint_dir="runs/relative", on_epoch_end=_stop_after_epoch_1)
+    lines = []
+    _small_fit(tr, checkpoint_dir="runs/relative", log=lines.append)
+    assert any(line.startswith("resumed from") and "epoch-0001" in line for line in lines), lines
+
+
+def test_relative_artifacts_directory_resumes(tmp_path, monkeypatch, mnist_train):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IMGMINE_ARTIFACTS", "relative-artifacts")
+    tr = mnist_train.head(200)
+    with pytest.raises(KeyboardInterrupt):
+        _small_fit(tr, on_epoch_end=_stop_after_epoch_1)
+    assert any((tmp_path / "relative-artifacts" / "training").iterdir())
+    lines = []
+    _small_fit(tr, log=lines.append)
+    assert any(line.startswith("resumed from") for line in lines), lines
+
+
+def test_truncated_newest_checkpoint_falls_back_and_ends_like_an_uninterrupted_run(tmp_path, mnist_train):
+    tr, va = mnist_train.head(200), mnist_train.take(np.arange(1000, 1100))
+    reference = _small_fit(tr, va, checkpoint_dir=tmp_path / "a")
+    _small_fit(tr, va, checkpoint_dir=tmp_path / "b")
+    newest = tmp_path / "b" / "epoch-0002"
+    for f in (newest / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 16:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    lines = []
+    with pytest.warns(UserWarning, match=r"epoch-0002 is damaged"):
+        resumed = _small_fit(tr, va, checkpoint_dir=tmp_path / "b", log=lines.append)
+    assert any(line.startswith("resumed from") and "epoch-0001" in line for line in lines), lines
+    timing = ("seconds", "images_per_sec")
+    strip = lambda h: [{k: v for k, v in row.items() if k not in timing} for row in h]
+    assert strip(resumed.history) == strip(reference.history)
+    for a, b in zip(_params(reference), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_on_other_data_of_the_same_size_is_refused(tmp_path, mnist_train):
+    _small_fit(mnist_train.head(200), checkpoint_dir=tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match="different parameters"):
+        _small_fit(mnist_train.take(np.arange(5000, 5200)), checkpoint_dir=tmp_path)
+
+
+def test_non_finite_validation_loss_stops_training(mnist_train):
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    @dataclasses.dataclass(frozen=True)
+    class BrokenEvaluation(train.Classification):
+        def eval_sums(self, model, batch, mask):
+            sums = super().eval_sums(model, batch, mask)
+            return {**sums, "loss": sums["loss"] * jnp.nan}
+
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1), hidden=32)
+    with pytest.raises(FloatingPointError, match=r"epoch 1: validation loss is not finite: nan"):
+        train.fit(models.build("seed_cnn", config), BrokenEvaluation(10), mnist_train.head(100).arrays(),
+                  mnist_train.head(50).arrays(), train.TrainConfig(epochs=2, batch_size=50), progress=False, log=None,
+                  checkpoint_dir=None)

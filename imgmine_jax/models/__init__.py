@@ -10,6 +10,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from imgmine_jax import validate
 from imgmine_jax.models.cnn import ResNet, SeedCNN
 from imgmine_jax.models.gan import GAN
 
@@ -22,6 +23,7 @@ def classifier_config(name: str, num_classes: int, image_shape: tuple[int, int, 
     """The constructor arguments of classifier ``name`` for a dataset (what checkpoints store)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown model {name!r}; expected one of {list(CLASSIFIERS)}")
+    validate.classifier_config_call(num_classes, image_shape)
     h, w, c = image_shape
     if h != w:
         raise ValueError(f"{name} expects square images; got image shape {image_shape}")
@@ -32,6 +34,7 @@ def build(name: str, config: dict[str, Any], seed: int = 0) -> nnx.Module:
     """``REGISTRY[name](**config)`` with parameters initialised from ``seed``."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(REGISTRY)}")
+    validate.build_call(REGISTRY[name], name, config, seed)
     return REGISTRY[name](**config, rngs=nnx.Rngs(seed))
 
 

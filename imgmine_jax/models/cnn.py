@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from imgmine_jax import validate
 from imgmine_jax.models.common import check_images, conv_general_dilated, max_pool_2x2
 
 
@@ -36,6 +37,8 @@ class SeedCNN(nnx.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  hidden: int = 128, *, rngs: nnx.Rngs):
+        validate.classifier_args("SeedCNN", num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                 hidden=hidden, min_image_size=10)
         self.image_shape = (image_size, image_size, in_channels)
         self.conv1 = nnx.Conv(in_channels, 32, (3, 3), padding="VALID",
                               conv_general_dilated=conv_general_dilated, rngs=rngs)
@@ -108,6 +111,8 @@ class ResNet(nnx.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1,
                  dropout: float = 0.2, *, rngs: nnx.Rngs):
+        validate.classifier_args("ResNet", num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                 widths=widths, blocks=blocks, dropout=dropout)
         widths = tuple(int(w) for w in widths)
         if image_size % 2 ** (len(widths) - 1):
             raise ValueError(f"image_size={image_size} must be divisible by "

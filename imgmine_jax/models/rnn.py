@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from imgmine_jax import validate
 from imgmine_jax.models.common import check_images, depth_to_space, space_to_depth
 
 CELLS = ("lstm", "gru")
@@ -88,6 +89,8 @@ class RowClassifier(nnx.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  cell: str = "lstm", hidden: int = 128, num_layers: int = 1,
                  bidirectional: bool = False, *, rngs: nnx.Rngs):
+        validate.classifier_args("RowClassifier", num_classes=num_classes, in_channels=in_channels,
+                                 image_size=image_size, hidden=hidden, num_layers=num_layers)
         self.image_shape = (image_size, image_size, in_channels)
         self.rnn = RecurrentStack(cell, image_size * in_channels, hidden, num_layers, bidirectional,
                                   rngs=rngs)
