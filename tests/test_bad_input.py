@@ -363,7 +363,7 @@ CASES = [
     ("classifier of a dataset name with a path", lambda t: classifier.checkpoint_path("../../etc"), ValueError, r"dataset must be a plain name .*got '\.\./\.\./etc'"),
     ("loading a classifier from outside artifacts", lambda t: classifier.load_or_train("../secrets", log=None), ValueError, r"got '\.\./secrets'"),
     ("unknown classifier to load", lambda t: classifier.train_classifier("mnist", "vgg"),
-     ValueError, r"unknown classifier 'vgg'; expected one of"),
+     ValueError, r"model must be one of \['resnet', 'seed_cnn'\]; got 'vgg'"),
     ("unknown classifier path", lambda t: classifier.checkpoint_path("mnist", "vgg"), ValueError, r"model must be one of \['resnet', 'seed_cnn'\]; got 'vgg'"),
     # --- environment
     ("artifacts directory that is a file", lambda t: _with_env("IMGMINE_ARTIFACTS", str(_file(t)), checkpoint.artifacts_dir),
