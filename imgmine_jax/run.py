@@ -3,7 +3,8 @@
 Command line::
 
     python -m imgmine_jax.run                       # every notebook, full profile
-    python -m imgmine_jax.run --profile quick 01    # one notebook, small and fast
+    python -m imgmine_jax.run --profile quick 01    # one notebook, small and fast (a run record only)
+    python -m imgmine_jax.run 01 --grid learning_rate=1e-3,3e-3 --grid seed=0,1   # 4 runs, compared
     python -m imgmine_jax.run --site                # only build the site (build/site/) from results/
     python -m imgmine_jax.run --rerender            # re-tidy results/ without executing, then the site
 
@@ -21,10 +22,17 @@ into ``results/`` rebuilds the static site (``imgmine_jax.site``) from the execu
 Executed notebooks are tidied before rendering (:func:`imgmine_jax.site.tidy_notebook`): each
 figure once, the run's parameters in a block instead of papermill's injected cell.
 
+Every execution leaves a run record (:mod:`imgmine_jax.runs`) in
+``artifacts/runs/<notebook>/<timestamp>-<id>/``, failed ones included. Only the committed
+parameters in the full profile publish to ``results/``; a run with ``-p``, ``--grid`` or the
+quick profile stays in its run record unless ``--publish`` is given. ``--grid name=v1,v2``
+(repeatable) runs the product of the values one after another and compares the runs.
+
 Inside a notebook, :class:`Report` is the one object that writes results: figures
 and ``metrics.json`` go to the directory the runner chose (``$IMGMINE_OUTPUT_DIR``);
-run interactively, they go to ``artifacts/notebooks/<notebook>/`` so that a quick
-experiment in JupyterLab never overwrites the committed full-profile results.
+run interactively, they go to a new run folder ``artifacts/runs/<notebook>/<timestamp>-<id>/``
+so that a quick experiment in JupyterLab never overwrites the committed results or an
+earlier experiment.
 """
 from __future__ import annotations
 

@@ -96,9 +96,10 @@ def test_fit_outside_a_run_records_nothing(artifacts):
 
 # --------------------------------------------------------------------------- the runner
 
-NB_BODY = TINY_MODEL + """
+NB_BODY = """
 import numpy as np
 from flax import nnx
+""" + TINY_MODEL + """
 from imgmine_jax import train
 from imgmine_jax.run import Report
 report = Report("{stem}", profile=profile, seed=seed, dataset="synthetic")
@@ -236,3 +237,20 @@ def test_remove_and_clean(artifacts):
     os.utime(cache / "a", (1, 1))                                     # least recently used
     assert runs.clean(4000) == [cache / "a"]
     assert [p.name for p in cache.iterdir()] == ["b"]
+
+
+def test_interactive_report_is_a_run_record_of_its_own(artifacts, monkeypatch):
+    for name in (run.OUTPUT_ENV, run.PROFILE_ENV, run.NOTEBOOK_ENV, run.INJECTED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    reports = [run.Report("01_cnn_classification", namespace={"profile": "quick", "seed": s, "epochs": 1})
+               for s in (0, 1)]
+    assert reports[0].dir != reports[1].dir                         # two explorations, two folders
+    assert runs.read_record(reports[0].dir)["status"] == "running"
+    reports[1].metrics["accuracy"] = 0.5
+    reports[1].write()
+    doc = runs.read_record(reports[1].dir)
+    assert doc["source"] == "interactive" and doc["status"] == "finished"
+    assert doc["metrics"] == {"accuracy": 0.5} and doc["parameters"]["seed"] == 1
+    assert doc["overrides"]["epochs"] == 1                           # differs from the notebook's default
+    assert (reports[1].dir / "metrics.json").is_file()
+    assert runs.active_dir() == reports[1].dir                       # its training calls are recorded there
