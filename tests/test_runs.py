@@ -254,3 +254,22 @@ def test_interactive_report_is_a_run_record_of_its_own(artifacts, monkeypatch):
     assert doc["overrides"]["epochs"] == 1                           # differs from the notebook's default
     assert (reports[1].dir / "metrics.json").is_file()
     assert runs.active_dir() == reports[1].dir                       # its training calls are recorded there
+
+
+@pytest.mark.notebook
+def test_interactive_failure_is_recorded_with_its_traceback(tmp_path, artifacts, monkeypatch):
+    from nbclient import NotebookClient
+
+    for name in (run.OUTPUT_ENV, run.PROFILE_ENV, run.NOTEBOOK_ENV, run.INJECTED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    nb = new_notebook(cells=[
+        new_code_cell('from imgmine_jax.run import Report\nreport = Report("94_live", profile="quick", seed=3)'),
+        new_code_cell("raise KeyError('no such column')")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    [record] = runs.run_dirs("94_live")
+    doc = runs.read_record(record)
+    assert doc["source"] == "interactive" and doc["status"] == "failed"
+    assert doc["error"]["ename"] == "KeyError" and doc["error"]["cell"] == "raise KeyError('no such column')"
+    assert "KeyError: 'no such column'" in doc["error"]["traceback"]
