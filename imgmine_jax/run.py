@@ -732,9 +732,13 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as err:
                 raise SystemExit(str(err)) from None
     # results/ changes only on purpose: the committed defaults in the full profile, or --publish
+    if grid and args.publish:
+        raise SystemExit("--grid runs are recorded and compared, not published; publish the chosen one "
+                         "with -p NAME=VALUE --publish")
     publish = args.publish or (not parameters and not grid and args.profile == "full")
     command = ["python", "-m", "imgmine_jax.run", *(sys.argv[1:] if argv is None else argv)]
     failures = []
+    recorded: list[str] = []      # the run ids of this invocation (for the grid's comparison)
     total = len(notebooks) * len(points)
     k = 0
     for nb in notebooks:
@@ -751,15 +755,18 @@ def main(argv: list[str] | None = None) -> int:
             except NotebookFailed as err:
                 failures.append(f"{nb.stem}{' ' + label if label else ''}")
                 where = getattr(err, "run_dir", None)
+                if where is not None:
+                    recorded.append(Path(where).name)
                 print(f"[run] FAILED {err}; {'previous results kept' if publish else 'recorded'}"
                       f"{' in ' + str(where) if where else ''}", flush=True)
                 continue
             print(f"[run] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+            recorded.append(target.name)
             if not publish:
                 print(f"[run] not published to {args.results_dir} (use --publish); "
                       f"compare: python -m imgmine_jax.runs compare {nb.stem[:2]}", flush=True)
     if grid:
-        _grid_comparison(notebooks[0], total)
+        _grid_comparison(notebooks[0], recorded)
     if publish:
         index = write_index(args.results_dir)
         print(f"[run] index: {index}")
@@ -775,12 +782,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _grid_comparison(notebook: Path, count: int) -> Path | None:
-    """Compare the last ``count`` runs of ``notebook`` (the grid just run): print the table and
-    write a comparison page into ``artifacts/runs/<notebook>/``."""
+def _grid_comparison(notebook: Path, ids: list[str]) -> Path | None:
+    """Compare the runs ``ids`` of ``notebook`` (the grid just run): print the table and write a
+    comparison page into ``artifacts/runs/<notebook>/``."""
     import pandas as pd
 
-    ids = [d.name for d in _runs.run_dirs(notebook.stem)[-count:]]
+    count = len(ids)
     try:
         frame = _runs.compare(notebook.stem, ids)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

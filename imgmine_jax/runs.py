@@ -374,9 +374,12 @@ def plot_curves(notebook: str, runs: Iterable[str] | None = None, column: str | 
             if col is None or col not in rows[0]:
                 continue
             y = np.array([r[col] for r in rows], dtype=float)
+            what = col if y.ndim == 1 else f"{col} (mean of {y.shape[1]} members)"
             y = y if y.ndim == 1 else y.mean(axis=1)       # a sweep: the mean over its members
-            ax.plot([r["epoch"] for r in rows], y, marker="o", label=f"{d.name[-6:]} {call['name']} {col}")
+            ax.plot([r["epoch"] for r in rows], y, marker="o", label=f"{d.name[-6:]} {call['name']} {what}")
     ax.set_xlabel("epoch")
+    ax.set_ylabel(column or "validation accuracy, else loss")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"{name}: learning curves of {len(dirs)} run(s)")
     if ax.lines:
         ax.legend(fontsize=7)

@@ -66,6 +66,9 @@ def test_fit_records_history_cache_use_and_tensorboard(artifacts):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows == runs.history(run_dir, "02-fit")                    # the reused history is the trained one
     assert rows[1]["val_accuracy"] == pytest.approx(float(first.history[1]["val_accuracy"]))
+    fig = runs.plot_curves("99_demo")                                 # every call's curve, overlaid
+    assert [list(line.get_ydata()) for line in fig.axes[0].lines][0] == [r["val_accuracy"] for r in rows]
+    assert len(fig.axes[0].lines) == 3 and fig.axes[0].get_title()
 
     # TensorBoard's own reader finds every per-epoch scalar and the hyperparameters
     acc = EventAccumulator(str(run_dir / "tensorboard" / "01-fit"), size_guidance={"tensors": 0})
@@ -200,6 +203,10 @@ def test_bad_input_is_one_line_naming_the_value(tmp_path, artifacts):
         run.main(["01", "--grid", "learning_rat=1e-3,3e-3"])
     with pytest.raises(SystemExit, match=r"parameter learning_rate='fast' of 01_cnn_classification must be a float"):
         run.main(["01", "--grid", "learning_rate=1e-3,fast"])
+    with pytest.raises(SystemExit, match=r"--grid runs are recorded and compared, not published"):
+        run.main(["01", "--grid", "seed=0,1", "--publish"])
+    with pytest.raises(SystemExit, match=r"parameter 'seed' is given both with -p and --grid"):
+        run.main(["01", "--grid", "seed=0,1", "-p", "seed=2"])
     with pytest.raises(SystemExit, match=r"--grid runs one notebook; got 2"):
         run.main(["00", "01", "--grid", "seed=0,1"])
     with pytest.raises(SystemExit, match=r"notebook '77' matches 0"):
