@@ -280,3 +280,30 @@ def test_interactive_failure_is_recorded_with_its_traceback(tmp_path, artifacts,
     assert doc["source"] == "interactive" and doc["status"] == "failed"
     assert doc["error"]["ename"] == "KeyError" and doc["error"]["cell"] == "raise KeyError('no such column')"
     assert "KeyError: 'no such column'" in doc["error"]["traceback"]
+
+
+def test_interactive_control_redraws_and_stays_off_rendered_pages(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from imgmine_jax import plots
+
+    shown = []
+
+    def show(i):
+        shown.append(i)
+        fig, ax = plt.subplots()
+        ax.set_title(f"example {i}")
+        return fig
+
+    monkeypatch.setenv(run.OUTPUT_ENV, "/nonexistent")            # a runner's kernel: the static figure only
+    assert plots.interactive(show, range(5)) is None and shown == []
+    monkeypatch.delenv(run.OUTPUT_ENV)
+    slider = plots.interactive(show, range(0, 10, 2), description="test image")
+    slider.value = 6
+    assert shown == [0, 6] and (slider.min, slider.max, slider.step) == (0, 8, 2)
+    menu = plots.interactive(show, ["a", "b"])
+    menu.value = "b"
+    assert shown[-2:] == ["a", "b"]
+    with pytest.raises(ValueError, match="options must not be empty"):
+        plots.interactive(show, [])
+    plt.close("all")
