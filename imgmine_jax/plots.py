@@ -533,3 +533,43 @@ def image_pairs(top: np.ndarray, bottom: np.ndarray, *, title: str, top_label: s
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def interactive(show, options, *, description: str = "example"):
+    """In JupyterLab, an ``ipywidgets`` control that redraws ``show(value)`` for the chosen value.
+
+    ``options``: a ``range`` (a slider) or a sequence of values (a drop-down). Where looking
+    is the point -- one test image, one query -- the reader picks another one; the page the
+    runner renders keeps the static figure the notebook saved, so in a runner's kernel
+    (``$IMGMINE_OUTPUT_DIR`` set) this shows nothing and returns None. Returns the control.
+    """
+    import os
+
+    if os.environ.get("IMGMINE_OUTPUT_DIR"):
+        return None
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    if isinstance(options, range):
+        if len(options) == 0:
+            raise ValueError(f"interactive: options must not be empty; got {options!r}")
+        control = widgets.IntSlider(value=options.start, min=options.start, max=options[-1], step=options.step,
+                                    description=description, continuous_update=False)
+    else:
+        options = list(options)
+        if not options:
+            raise ValueError("interactive: options must not be empty; got an empty sequence")
+        control = widgets.Dropdown(options=options, value=options[0], description=description)
+    out = widgets.Output()
+
+    def redraw(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = show(control.value)
+            if fig is not None:
+                plt.show()
+
+    control.observe(redraw, names="value")
+    redraw()
+    display(widgets.VBox([control, out]))
+    return control

@@ -3,7 +3,8 @@
 Command line::
 
     python -m imgmine_jax.run                       # every notebook, full profile
-    python -m imgmine_jax.run --profile quick 01    # one notebook, small and fast
+    python -m imgmine_jax.run --profile quick 01    # one notebook, small and fast (a run record only)
+    python -m imgmine_jax.run 01 --grid learning_rate=1e-3,3e-3 --grid seed=0,1   # 4 runs, compared
     python -m imgmine_jax.run --site                # only build the site (build/site/) from results/
     python -m imgmine_jax.run --rerender            # re-tidy results/ without executing, then the site
 
@@ -21,10 +22,17 @@ into ``results/`` rebuilds the static site (``imgmine_jax.site``) from the execu
 Executed notebooks are tidied before rendering (:func:`imgmine_jax.site.tidy_notebook`): each
 figure once, the run's parameters in a block instead of papermill's injected cell.
 
+Every execution leaves a run record (:mod:`imgmine_jax.runs`) in
+``artifacts/runs/<notebook>/<timestamp>-<id>/``, failed ones included. Only the committed
+parameters in the full profile publish to ``results/``; a run with ``-p``, ``--grid`` or the
+quick profile stays in its run record unless ``--publish`` is given. ``--grid name=v1,v2``
+(repeatable) runs the product of the values one after another and compares the runs.
+
 Inside a notebook, :class:`Report` is the one object that writes results: figures
 and ``metrics.json`` go to the directory the runner chose (``$IMGMINE_OUTPUT_DIR``);
-run interactively, they go to ``artifacts/notebooks/<notebook>/`` so that a quick
-experiment in JupyterLab never overwrites the committed full-profile results.
+run interactively, they go to a new run folder ``artifacts/runs/<notebook>/<timestamp>-<id>/``
+so that a quick experiment in JupyterLab never overwrites the committed results or an
+earlier experiment.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from imgmine_jax import checkpoint as _ckpt
+from imgmine_jax import runs as _runs
 from imgmine_jax import site as _site
 from imgmine_jax import validate as _validate
 from imgmine_jax.files import atomic_write_bytes, json_default, recover_dir, replace_dir
@@ -149,13 +158,27 @@ class Report:
         self.metrics: dict[str, Any] = {}
         self.key_figures: list[str] = []
         self._start = time.perf_counter()
-        env_dir = os.environ.get(OUTPUT_ENV)
-        self.dir = Path(env_dir) if env_dir else _ckpt.artifacts_dir() / "notebooks" / notebook
-        self.figure_dir = self.dir / "figures"
-        self.figure_dir.mkdir(parents=True, exist_ok=True)
         if os.environ.get(PROFILE_ENV) and os.environ[PROFILE_ENV] != profile:
             raise RuntimeError(f"the runner asked for profile {os.environ[PROFILE_ENV]!r} but the "
                                f"notebook's parameters say {profile!r}")
+        env_dir = os.environ.get(OUTPUT_ENV)
+        run_dir = os.environ.get(_runs.RUN_DIR_ENV)
+        self.interactive = not env_dir
+        if env_dir:           # the runner's staging directory; it keeps the run record
+            self.dir = Path(env_dir)
+            self.run_dir = Path(run_dir) if run_dir else None
+        else:                 # interactive: each execution a run folder of its own
+            self.run_dir = self.dir = _runs.new_run_dir(notebook)
+            defaults = notebook_parameters(NOTEBOOK_DIR / f"{notebook}.ipynb") \
+                if (NOTEBOOK_DIR / f"{notebook}.ipynb").is_file() else {}
+            changed = {k: v for k, v in self.parameters.items() if k in defaults and defaults[k] != v}
+            _runs.start_record(self.run_dir, notebook, source="interactive", profile=profile,
+                               parameters=self.parameters, overrides=changed)
+            _watch_cells(self.run_dir)
+        if self.run_dir is not None:
+            _runs.activate(self.run_dir, hparams={"profile": profile, **self.parameters})
+        self.figure_dir = self.dir / "figures"
+        self.figure_dir.mkdir(parents=True, exist_ok=True)
 
     def figure(self, fig, name: str, *, key: bool = False, show: bool = True) -> None:
         """Save ``fig`` as ``figures/<name>.png`` (atomically) and show it inline.
@@ -191,7 +214,45 @@ class Report:
         }
         path = self.dir / "metrics.json"
         atomic_write_bytes(path, (json.dumps(doc, indent=2, default=json_default) + "\n").encode())
+        if self.interactive:
+            _runs.update_record(self.run_dir, status="finished", ended=_runs.now(), wall_seconds=doc["wall_seconds"],
+                                metrics=doc["metrics"], environment={k: doc[k] for k in ("versions", "device")},
+                                trainings=_runs.trainings(self.run_dir), error=None)
         return path
+
+
+_cell_hook: list = []
+
+
+def _watch_cells(run_dir: Path) -> None:
+    """In IPython, record a cell that raises as the failure of the interactive run ``run_dir``."""
+    import traceback
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    for old in _cell_hook:          # a notebook run again in the same kernel: a new run
+        with contextlib.suppress(ValueError):
+            ip.events.unregister("post_run_cell", old)
+    _cell_hook.clear()
+
+    def post_run_cell(result):
+        err = result.error_in_exec
+        if err is None:
+            return
+        source = (getattr(result.info, "raw_cell", "") or "").strip()
+        _runs.update_record(run_dir, status="failed", ended=_runs.now(), trainings=_runs.trainings(run_dir),
+                            error={"cell": source.splitlines()[0][:80] if source else "", "source": source,
+                                   "ename": type(err).__name__, "evalue": str(err),
+                                   "traceback": "".join(traceback.format_exception(type(err), err,
+                                                                                   err.__traceback__))})
+
+    ip.events.register("post_run_cell", post_run_cell)
+    _cell_hook.append(post_run_cell)
 
 
 def _cell_parameters(notebook: str) -> list[str]:
@@ -313,16 +374,24 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
         _validate.notebook_parameter(name, value, defaults[name])
 
 
-def run_notebook(notebook: Path, results_dir: Path, profile: str,
+def run_notebook(notebook: Path, results_dir: Path | None, profile: str,
                  parameters: dict[str, Any] | None = None, timeout: int | None = None,
-                 previous_attempts: list[dict[str, Any]] | None = None) -> Path:
-    """Execute one notebook into ``results_dir/<stem>/``; on failure leave that directory as it was.
+                 previous_attempts: list[dict[str, Any]] | None = None, *, publish: bool = True,
+                 run_dir: Path | None = None, command: list[str] | None = None) -> Path:
+    """Execute one notebook, record the run, and (``publish``) put it in ``results_dir/<stem>/``.
+
+    Every execution gets a run record (:mod:`imgmine_jax.runs`): ``run_dir`` (default: a new
+    ``artifacts/runs/<stem>/<timestamp>-<id>/``) receives ``run.json``, the executed notebook,
+    its HTML, figures, ``metrics.json`` and the training calls' histories -- also when the run
+    fails (status, failing cell and traceback in ``run.json``). With ``publish`` the outputs
+    also replace ``results_dir/<stem>/`` (only on success; on failure that directory is left
+    as it was) and that path is returned; without, the run folder is returned.
 
     Raises :class:`KernelDied` when the kernel process dies (its partial notebook and
     log are kept under ``artifacts/failed/``), :class:`NotebookFailed` when a cell
-    raises. ``previous_attempts``: the records of earlier attempts of this run that
-    died; they go into ``metrics.json`` (``runner.previous_attempts``) and a note at
-    the top of the rendered page.
+    raises; either carries ``run_dir``. ``previous_attempts``: the records of earlier
+    attempts of this run that died; they go into ``metrics.json``
+    (``runner.previous_attempts``) and a note at the top of the rendered page.
     """
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
@@ -330,18 +399,46 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
     stem = notebook.stem
     check_profile(profile)
     check_parameters(notebook, parameters or {})
-    results_dir.mkdir(parents=True, exist_ok=True)
-    recover_dir(results_dir / stem)   # a previous run killed mid-swap left the old results aside
-    staging = Path(tempfile.mkdtemp(dir=results_dir, prefix=f".staging-{stem}-"))
+    if publish and results_dir is None:
+        raise ValueError("publishing needs a results_dir")
+    run_dir = Path(run_dir) if run_dir is not None else _runs.new_run_dir(stem)
+    defaults = notebook_parameters(notebook)
+    _runs.start_record(run_dir, stem, source="runner", profile=profile,
+                       parameters={k: v for k, v in {**defaults, **(parameters or {})}.items() if k != "profile"},
+                       overrides=dict(parameters or {}), command=command, published=publish,
+                       attempt=len(previous_attempts or []) + 1, previous_attempts=list(previous_attempts or []))
+    t0 = time.perf_counter()
+    stage_parent = results_dir if publish else run_dir
+    stage_parent.mkdir(parents=True, exist_ok=True)
+    if publish:
+        recover_dir(results_dir / stem)   # a previous run killed mid-swap left the old results aside
+    staging = Path(tempfile.mkdtemp(dir=stage_parent, prefix=f".staging-{stem}-"))
     staging.chmod(0o755)
     executed = staging / f"{stem}.ipynb"
-    old_env = {k: os.environ.get(k) for k in (OUTPUT_ENV, PROFILE_ENV, PROGRESS_ENV, NOTEBOOK_ENV, INJECTED_ENV)}
+    envs = (OUTPUT_ENV, PROFILE_ENV, PROGRESS_ENV, NOTEBOOK_ENV, INJECTED_ENV, _runs.RUN_DIR_ENV)
+    old_env = {k: os.environ.get(k) for k in envs}
     os.environ[OUTPUT_ENV] = str(staging)
     os.environ[PROFILE_ENV] = profile
     os.environ[NOTEBOOK_ENV] = str(Path(notebook).absolute())
     os.environ[INJECTED_ENV] = json.dumps({"profile": profile, **(parameters or {})})
     os.environ[PROGRESS_ENV] = "0"   # progress bars would flood the rendered notebook
+    os.environ[_runs.RUN_DIR_ENV] = str(run_dir)
     kernel_log = staging / "kernel.log"
+
+    def finish(status: str, **fields) -> None:
+        _copy_outputs(staging, run_dir)
+        metrics_doc = {}
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            metrics_doc = json.loads((run_dir / "metrics.json").read_text())
+        extra = {"parameters": metrics_doc["parameters"]} if "parameters" in metrics_doc else {}
+        if metrics_doc:
+            extra.update(metrics=metrics_doc.get("metrics", {}), seed=metrics_doc.get("seed"),
+                         dataset=metrics_doc.get("dataset"),
+                         environment={k: metrics_doc.get(k) for k in ("versions", "device")})
+        _runs.update_record(run_dir, status=status, ended=_runs.now(),
+                            wall_seconds=round(time.perf_counter() - t0, 1),
+                            trainings=_runs.trainings(run_dir), **extra, **fields)
+
     try:
         with _tee_stderr(kernel_log):   # the kernel inherits the runner's stderr: keep a copy
             pm.execute_notebook(str(notebook), str(executed),
@@ -353,18 +450,33 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
         kernel_log.unlink(missing_ok=True)
         if previous_attempts:
             record_attempts(executed, staging / "metrics.json", previous_attempts)
-        relativize_paths(executed, {str(staging): f"results/{stem}", str(REPO_ROOT) + os.sep: ""})
+        shown = f"results/{stem}" if publish else os.path.relpath(run_dir, REPO_ROOT) \
+            if run_dir.is_relative_to(REPO_ROOT) else str(run_dir)
+        relativize_paths(executed, {str(staging): shown, str(REPO_ROOT) + os.sep: ""})
         _site.tidy_executed(executed)
         render_html(executed, staging / f"{stem}.html")
     except DeadKernelError:
         record = _dead_kernel_record(stem, executed, kernel_log)
+        finish("kernel died", error=record)
         record["kept_at"] = str(_keep_failed(staging, stem))
-        raise KernelDied(_dead_kernel_message(stem, record), record) from None
+        err = KernelDied(_dead_kernel_message(stem, record), record)
+        err.run_dir = run_dir
+        raise err from None
     except BaseException as err:
+        failed = isinstance(err, (pm.PapermillExecutionError, NotebookFailed))
         where = _failing_cell(executed, err) if isinstance(err, pm.PapermillExecutionError) else ""
+        error = {"cell": where, "ename": getattr(err, "ename", type(err).__name__),
+                 "evalue": getattr(err, "evalue", str(err)),
+                 "traceback": _strip_ansi("\n".join(getattr(err, "traceback", None) or []))}
+        with contextlib.suppress(Exception):   # the record must never hide the original failure
+            finish("failed" if failed else "interrupted", error=error)
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(err, pm.PapermillExecutionError):
-            raise NotebookFailed(f"{stem} failed in {where}: {err.ename}: {err.evalue}") from None
+            raised = NotebookFailed(f"{stem} failed in {where}: {err.ename}: {err.evalue}")
+            raised.run_dir = run_dir
+            raise raised from None
+        if isinstance(err, NotebookFailed):
+            err.run_dir = run_dir
         raise
     finally:
         for k, v in old_env.items():
@@ -372,9 +484,31 @@ def run_notebook(notebook: Path, results_dir: Path, profile: str,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    finish("finished", error=None)
+    if not publish:
+        shutil.rmtree(staging, ignore_errors=True)
+        return run_dir
     target = results_dir / stem
     replace_dir(staging, target)
+    _runs.update_record(run_dir, published_to=str(target))
     return target
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def _copy_outputs(staging: Path, run_dir: Path) -> None:
+    """Copy what a run produced (notebook, HTML, figures, metrics.json, kernel log) into its run folder."""
+    if not staging.is_dir():
+        return
+    for item in staging.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, run_dir / item.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, run_dir / item.name)
 
 
 @contextlib.contextmanager
@@ -518,6 +652,29 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
+def _parse_grid(text: str) -> tuple[str, list[Any]]:
+    """``name=v1,v2,...`` (each value JSON, else a string) for ``--grid``."""
+    if "=" not in text or not text.split("=", 1)[0].strip() or not text.split("=", 1)[1].strip():
+        raise SystemExit(f"--grid expects name=value1,value2,...; got {text!r}")
+    name, raw = text.split("=", 1)
+    try:                       # a JSON list as a whole (values that contain commas)
+        values = json.loads(raw)
+        values = values if isinstance(values, list) else [values]
+    except json.JSONDecodeError:
+        values = [_parse_param(f"{name}={part}")[1] for part in raw.split(",")]
+    if any(isinstance(v, str) and not v.strip() for v in values):
+        raise SystemExit(f"--grid {name}: empty value in {raw!r}")
+    return name.strip(), values
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The product of the ``--grid`` values, in the order given (the last name varies fastest)."""
+    import itertools
+
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imgmine_jax.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="names, stems or number prefixes (default: all)")
@@ -525,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="extra notebook parameter (JSON value), e.g. -p dataset='\"fashion_mnist\"'")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="run the notebook once per combination of these values (one run record each), "
+                             "then compare the runs")
+    parser.add_argument("--publish", action="store_true",
+                        help="also put a run with -p/--grid or the quick profile into the results directory "
+                             "(by default only the full profile with the committed parameters publishes)")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     parser.add_argument("--retries", type=int, default=1,
                         help="times to start a notebook again when its kernel dies (default: 1)")
@@ -540,42 +703,74 @@ def main(argv: list[str] | None = None) -> int:
     if args.retries < 0:
         parser.error(f"--retries must be >= 0; got {args.retries}")
     if args.site or args.rerender:
-        if args.notebooks or args.parameter:
-            raise SystemExit("--site and --rerender execute nothing: they take no notebooks or -p")
+        if args.notebooks or args.parameter or args.grid:
+            raise SystemExit("--site and --rerender execute nothing: they take no notebooks, -p or --grid")
         if args.rerender:
             for path in _site.rerender(args.results_dir):
                 print(f"[run] re-rendered {path.parent.name}", flush=True)
         print(f"[run] site: {_site.build_site(args.results_dir, args.site_dir)}")
         return 0
     parameters = dict(_parse_param(p) for p in args.parameter)
+    grid = dict(_parse_grid(g) for g in args.grid)
+    both = sorted(set(grid) & set(parameters))
+    if both:
+        raise SystemExit(f"parameter {both[0]!r} is given both with -p and --grid; give it once")
     notebooks = find_notebooks(args.notebooks)
+    if grid and len(notebooks) != 1:
+        raise SystemExit(f"--grid runs one notebook; got {len(notebooks)}: {[nb.stem for nb in notebooks]}")
     # A parameter applies to the selected notebooks that define it; one that none defines is a typo.
     defined = {nb: notebook_parameters(nb) for nb in notebooks}
-    for name in parameters:
+    for name in [*parameters, *grid]:
         if not any(name in d for d in defined.values()):
             raise SystemExit(f"no selected notebook has a parameter {name!r}; "
                              f"expected one of {sorted(set().union(*defined.values()))}")
+    points = grid_points(grid) if grid else [{}]
     for nb in notebooks:
-        try:
-            check_parameters(nb, {k: v for k, v in parameters.items() if k in defined[nb]})
-        except ValueError as err:
-            raise SystemExit(str(err)) from None
+        for point in points:
+            try:
+                check_parameters(nb, {k: v for k, v in {**parameters, **point}.items() if k in defined[nb]})
+            except ValueError as err:
+                raise SystemExit(str(err)) from None
+    # results/ changes only on purpose: the committed defaults in the full profile, or --publish
+    if grid and args.publish:
+        raise SystemExit("--grid runs are recorded and compared, not published; publish the chosen one "
+                         "with -p NAME=VALUE --publish")
+    publish = args.publish or (not parameters and not grid and args.profile == "full")
+    command = ["python", "-m", "imgmine_jax.run", *(sys.argv[1:] if argv is None else argv)]
     failures = []
+    recorded: list[str] = []      # the run ids of this invocation (for the grid's comparison)
+    total = len(notebooks) * len(points)
+    k = 0
     for nb in notebooks:
-        t0 = time.perf_counter()
-        print(f"[run] {nb.stem} ({args.profile}) ...", flush=True)
-        try:
-            target = run_with_retries(nb, args.results_dir, args.profile,
-                                      {k: v for k, v in parameters.items() if k in defined[nb]},
-                                      args.timeout, args.retries)
-        except NotebookFailed as err:
-            failures.append(nb.stem)
-            print(f"[run] FAILED {err}; previous results kept", flush=True)
-            continue
-        print(f"[run] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
-    index = write_index(args.results_dir)
-    print(f"[run] index: {index}")
-    if args.results_dir.resolve() == RESULTS_DIR.resolve() and len(failures) < len(notebooks):
+        for point in points:
+            k += 1
+            chosen = {k_: v for k_, v in {**parameters, **point}.items() if k_ in defined[nb]}
+            t0 = time.perf_counter()
+            label = " ".join(f"{n}={json.dumps(v)}" for n, v in point.items())
+            counter = f"run {k} of {total}: " if total > 1 else ""
+            print(f"[run] {counter}{nb.stem} ({args.profile}{', ' + label if label else ''}) ...", flush=True)
+            try:
+                target = run_with_retries(nb, args.results_dir if publish else None, args.profile, chosen,
+                                          args.timeout, args.retries, publish=publish, command=command)
+            except NotebookFailed as err:
+                failures.append(f"{nb.stem}{' ' + label if label else ''}")
+                where = getattr(err, "run_dir", None)
+                if where is not None:
+                    recorded.append(Path(where).name)
+                print(f"[run] FAILED {err}; {'previous results kept' if publish else 'recorded'}"
+                      f"{' in ' + str(where) if where else ''}", flush=True)
+                continue
+            print(f"[run] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+            recorded.append(target.name)
+            if not publish:
+                print(f"[run] not published to {args.results_dir} (use --publish); "
+                      f"compare: python -m imgmine_jax.runs compare {nb.stem[:2]}", flush=True)
+    if grid:
+        _grid_comparison(notebooks[0], recorded)
+    if publish:
+        index = write_index(args.results_dir)
+        print(f"[run] index: {index}")
+    if publish and args.results_dir.resolve() == RESULTS_DIR.resolve() and len(failures) < total:
         # a publishing run: the site follows the results it was built from
         try:
             print(f"[run] site: {_site.build_site(args.results_dir, args.site_dir)}")
@@ -583,23 +778,45 @@ def main(argv: list[str] | None = None) -> int:
             failures.append("site")
             print(f"[run] site build FAILED: {err}", flush=True)
     if failures:
-        print(f"[run] {len(failures)} of {len(notebooks)} notebook(s) failed: {', '.join(failures)}", flush=True)
+        print(f"[run] {len(failures)} of {total} run(s) failed: {', '.join(failures)}", flush=True)
     return 1 if failures else 0
 
 
-def run_with_retries(notebook: Path, results_dir: Path, profile: str, parameters: dict[str, Any] | None = None,
-                     timeout: int | None = None, retries: int = 1) -> Path:
+def _grid_comparison(notebook: Path, ids: list[str]) -> Path | None:
+    """Compare the runs ``ids`` of ``notebook`` (the grid just run): print the table and write a
+    comparison page into ``artifacts/runs/<notebook>/``."""
+    import pandas as pd
+
+    count = len(ids)
+    try:
+        frame = _runs.compare(notebook.stem, ids)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        page = _runs.compare_html(notebook.stem, _runs.runs_root() / notebook.stem / f"compare-{stamp}.html", ids)
+    except Exception as err:   # the runs are recorded; a comparison that fails must not hide that
+        print(f"[run] comparison FAILED: {err}", flush=True)
+        return None
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(f"[run] comparison of the {count} runs:\n{frame}", flush=True)
+    print(f"[run] comparison page: {page}", flush=True)
+    return page
+
+
+def run_with_retries(notebook: Path, results_dir: Path | None, profile: str, parameters: dict[str, Any] | None = None,
+                     timeout: int | None = None, retries: int = 1, *, publish: bool = True,
+                     command: list[str] | None = None) -> Path:
     """:func:`run_notebook`, started again up to ``retries`` times when its kernel dies.
 
     A cell that raises is not retried (it would raise again); a dead kernel may not
     recur, and the retry resumes training from the checkpoints the dead attempt left.
+    Each attempt is a run record of its own (the dead ones with status ``kernel died``).
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0; got {retries!r}")
     attempts: list[dict[str, Any]] = []
     while True:
         try:
-            return run_notebook(notebook, results_dir, profile, parameters, timeout, previous_attempts=attempts)
+            return run_notebook(notebook, results_dir, profile, parameters, timeout, previous_attempts=attempts,
+                                publish=publish, command=command)
         except KernelDied as err:
             attempts.append(err.record)
             if len(attempts) > retries:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from imgmine_jax import checkpoint as ckpt_lib
 from imgmine_jax import data as data_lib
 from imgmine_jax import parallel as parallel_lib
+from imgmine_jax import runs as _runs
 from imgmine_jax import validate
 from imgmine_jax.files import atomic_write_bytes, json_default
 
@@ -663,6 +664,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         # a dead kernel) loads this result instead of training again.
         atomic_write_bytes(checkpoint_dir / FINISHED,
                            json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
+    _runs.record_training("fit", cfg, done.history, reused=finished, task=repr(task),
+                          cache_key=checkpoint_dir.name if automatic else None, train_seconds=done.train_seconds)
     return FitResult(model=model, history=done.history, best_epoch=done.best_epoch,
                      train_seconds=done.train_seconds, trainer=trainer, reused=finished)
 
@@ -961,5 +964,7 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="sweep", monitor=None, maximize=False,
                        keep_best=False, progress=show_progress(progress), log=log, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=checkpoint_every)
+    _runs.record_training("sweep", cfg, done.history, reused=False, cache_key=None, task=repr(task),
+                          train_seconds=done.train_seconds)
     return SweepResult(learning_rates=lrs, seeds=member_seeds, history=done.history,
                        train_seconds=done.train_seconds, states=runner.state)

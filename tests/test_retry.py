@@ -68,6 +68,12 @@ def test_dead_kernel_is_retried_and_resumes(tmp_path, monkeypatch):
     assert "This run took 2 attempts" in (target / "97_dies_once.html").read_text()
     [kept] = (tmp_path / "artifacts" / "failed").iterdir()
     assert (kept / "97_dies_once.ipynb").exists() and (kept / "kernel.log").exists()
+    # each attempt is a run record: the dead one with its cell, the retry with the reused training
+    from imgmine_jax import runs
+    dead, retry = (runs.read_record(d) for d in runs.run_dirs("97_dies_once"))
+    assert dead["status"] == "kernel died" and dead["error"]["cell"] == died["cell"]
+    assert retry["status"] == "finished" and retry["attempt"] == 2
+    assert [t["reused"] for t in retry["trainings"]] == [True, False]
 
 
 @pytest.mark.notebook

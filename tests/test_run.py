@@ -32,7 +32,8 @@ report.write()
 
 
 @pytest.mark.notebook
-def test_failed_notebook_keeps_previous_results(tmp_path):
+def test_failed_notebook_keeps_previous_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path / "artifacts"))
     nb_dir, results = tmp_path / "nbs", tmp_path / "results"
     nb_dir.mkdir()
     nb = _notebook(nb_dir / "98_demo.ipynb", OK_BODY.format(stem="98_demo"))
