@@ -634,6 +634,8 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         maximize = monitor is not None and task.maximizes(monitor)
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor,
                    "data": ckpt_lib.data_fingerprint(train, val)}
+    if jax.process_count() > 1:   # a checkpoint of another process count is refused, not resumed
+        fingerprint["processes"] = jax.process_count()
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
@@ -655,14 +657,17 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
             f"{done.train_seconds:.0f} s of training; {CACHE_ENV}=0 retrains)")
     model = trainer.sync_model(done.best_state)
     latest = ckpt_lib.latest_training(checkpoint_dir) if automatic else None
-    if automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
-                      or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
+    if not ckpt_lib.is_primary():
+        pass                              # process 0 alone writes the shared directory
+    elif automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
+                        or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     elif automatic and not finished:
         # Kept, marked finished: the same call again (a re-run notebook, a runner retry after
         # a dead kernel) loads this result instead of training again.
         atomic_write_bytes(checkpoint_dir / FINISHED,
                            json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
+    ckpt_lib.sync_processes("imgmine fit done")
     return FitResult(model=model, history=done.history, best_epoch=done.best_epoch,
                      train_seconds=done.train_seconds, trainer=trainer, reused=finished)
 
@@ -753,9 +758,10 @@ def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, jax.Array], Any],
     dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
     state = dp.replicate(state)
 
-    @jax.jit
     def apply(state, x):
         return fn(nnx.merge(graphdef, state), x)
+
+    apply = jax.jit(apply, **dp.jit_kwargs())   # outputs replicated: every process gets every row
 
     idx, _ = data_lib.eval_batches(len(inputs), dp.eval_batch_size(batch_size, len(inputs)))
     outs = [jax.device_get(apply(state, dp.shard_batch(inputs[i]))) for i in idx]
