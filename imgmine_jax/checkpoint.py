@@ -16,6 +16,15 @@ asking for arrays other than those stored is refused before anything is allocate
 Training checkpoints (:func:`save_training`) carry checksums too, and
 :func:`latest_training` skips a damaged one for the newest intact epoch.
 
+Several processes (``jax.distributed``): training state is replicated, so one copy is the
+whole checkpoint. Process 0 alone writes it, after every process has confirmed the same
+epoch and step, and all wait at a barrier until it is renamed into place; on restart
+process 0 chooses the newest intact epoch and broadcasts it. Orbax's ``CheckpointManager``
+would do the primary-host writing and the commit, but not the per-file SHA-256 manifest and
+the fallback past a damaged newest step that :func:`latest_training` gives, and it works
+through its own directory layout; so the writer here stays and Orbax only serialises the
+arrays. The checkpoint directory must be on a file system every process sees.
+
 Trained models live under :func:`artifacts_dir` (``artifacts/`` in the repository,
 git-ignored; override with ``$IMGMINE_ARTIFACTS``), so one notebook can reuse what
 another trained.

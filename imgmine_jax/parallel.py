@@ -19,6 +19,10 @@ Several hosts: call :func:`initialize` first in every process (it wraps
 id from the cluster environment or its arguments); every process then runs the same
 notebook or script with the same seed. Arrays are assembled from each process's own
 copy with ``jax.make_array_from_callback``, which is why each host loads the dataset.
+Per-step metrics, evaluation sums and :func:`imgmine_jax.train.predict`'s outputs come back
+replicated, so every process sees the same numbers; checkpoints are written by process 0
+(:mod:`imgmine_jax.checkpoint`). ``tests/test_multiprocess.py`` runs two processes of one
+CPU device each (gloo collectives) against one process with the same global batch.
 """
 from __future__ import annotations
 
