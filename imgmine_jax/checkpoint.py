@@ -322,12 +322,22 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def sync_processes(name: str) -> None:
-    """Wait until every process of a multi-process run reaches this point (nothing on one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+_BARRIERS = [0]
 
-        multihost_utils.sync_global_devices(name)
+
+def sync_processes(name: str, timeout_s: int = 3600) -> None:
+    """Wait until every process of a multi-process run reaches this point (nothing on one process).
+
+    A barrier of JAX's coordination service, not a device collective: XLA:CPU's gloo
+    collectives give up when a process arrives at its first one more than 30 s after another
+    (a slow data load, a checkpoint write), the coordination service waits ``timeout_s``.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    _BARRIERS[0] += 1
+    distributed.global_state.client.wait_at_barrier(f"imgmine-{_BARRIERS[0]}-{name}", timeout_s * 1000)
 
 
 def _leaves_with_names(tree) -> list[tuple[str, Any]]:

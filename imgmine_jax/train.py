@@ -628,6 +628,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     trainer.dp.check_batch_size(cfg.batch_size)
     runner = _FitRunner(trainer, trainer.dp.replicate(train), trainer.dp.replicate(val) if val is not None else None,
                         cfg.eval_batch_size)
+    ckpt_lib.sync_processes("fit start")   # the processes start their first collective together
     if val is None and monitor is not None and monitor.startswith("val_"):
         monitor = None                    # nothing to select on: keep the last epoch, as documented
     if maximize is None:
