@@ -16,6 +16,15 @@ asking for arrays other than those stored is refused before anything is allocate
 Training checkpoints (:func:`save_training`) carry checksums too, and
 :func:`latest_training` skips a damaged one for the newest intact epoch.
 
+Several processes (``jax.distributed``): training state is replicated, so one copy is the
+whole checkpoint. Process 0 alone writes it, after every process has confirmed the same
+epoch and step, and all wait at a barrier until it is renamed into place; on restart
+process 0 chooses the newest intact epoch and broadcasts it. Orbax's ``CheckpointManager``
+would do the primary-host writing and the commit, but not the per-file SHA-256 manifest and
+the fallback past a damaged newest step that :func:`latest_training` gives, and it works
+through its own directory layout; so the writer here stays and Orbax only serialises the
+arrays. The checkpoint directory must be on a file system every process sees.
+
 Trained models live under :func:`artifacts_dir` (``artifacts/`` in the repository,
 git-ignored; override with ``$IMGMINE_ARTIFACTS``), so one notebook can reuse what
 another trained.
@@ -181,7 +190,6 @@ def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
 
     ``path`` may be relative (to the working directory); it must not be an existing file.
     """
-    import orbax.checkpoint as ocp
 
     from imgmine_jax.models import REGISTRY
 
@@ -206,7 +214,7 @@ def save_model(path: str | os.PathLike, model: nnx.Module, architecture: str,
     clean_stale(path.parent, path.name)
     tmp = temp_dir(path.parent, path.name)
     try:
-        with ocp.StandardCheckpointer() as ckptr:
+        with _checkpointer() as ckptr:
             ckptr.save(tmp / "state", _flat_state(model))
             ckptr.wait_until_finished()
         meta = {"format": FORMAT, "architecture": architecture, "config": config, "info": info or {}}
@@ -254,7 +262,6 @@ def load_model(path: str | os.PathLike, expect_architecture: str | None = None) 
 
 
 def _load_model(path: Path, expect_architecture: str | None) -> tuple[nnx.Module, dict]:
-    import orbax.checkpoint as ocp
 
     from imgmine_jax.models import REGISTRY
 
@@ -267,7 +274,7 @@ def _load_model(path: Path, expect_architecture: str | None) -> tuple[nnx.Module
         raise CheckpointError(f"checkpoint {path} names unknown architecture {arch!r}; "
                               f"expected one of {sorted(REGISTRY)}")
     expected = _abstract_shapes(arch, meta["config"], f"checkpoint {path}")
-    with ocp.StandardCheckpointer() as ckptr:
+    with _checkpointer() as ckptr:
         try:
             stored = ckptr.metadata(path / "state")
             stored_tree = getattr(stored, "item_metadata", stored)
@@ -294,6 +301,45 @@ def _load_model(path: Path, expect_architecture: str | None) -> tuple[nnx.Module
 
 # --------------------------------------------------------------------------- resumable training
 
+def _checkpointer():
+    """Orbax's ``StandardCheckpointer`` for this process alone.
+
+    The arrays saved here are host copies (``numpy``), written by one process; Orbax's default
+    would make every process of a ``jax.distributed`` run join its barriers, and a save by the
+    primary alone would wait for the others forever.
+    """
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"process{me}"))
+
+
+def is_primary() -> bool:
+    """Whether this process writes shared files (process 0 of a multi-process run; always on one)."""
+    return jax.process_index() == 0
+
+
+_BARRIERS = [0]
+
+
+def sync_processes(name: str, timeout_s: int = 3600) -> None:
+    """Wait until every process of a multi-process run reaches this point (nothing on one process).
+
+    A barrier of JAX's coordination service, not a device collective: XLA:CPU's gloo
+    collectives give up when a process arrives at its first one more than 30 s after another
+    (a slow data load, a checkpoint write), the coordination service waits ``timeout_s``.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    _BARRIERS[0] += 1
+    distributed.global_state.client.wait_at_barrier(f"imgmine-{_BARRIERS[0]}-{name}", timeout_s * 1000)
+
+
 def _leaves_with_names(tree) -> list[tuple[str, Any]]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
@@ -312,15 +358,45 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
 
     Written to a temporary sibling and renamed into place: a crash leaves the previous
     complete checkpoint as the newest.
-    """
-    import orbax.checkpoint as ocp
 
-    directory = validate.directory(directory, "checkpoint_dir", create=True)
+    In a multi-process run (``jax.distributed``) every process calls it with the same
+    arguments (the state is replicated): the processes first check that they are at the same
+    ``epoch`` and ``progress["step"]`` (a ``RuntimeError`` names both otherwise), process 0
+    alone writes, and every process returns only once the checkpoint is complete, so a
+    process killed later finds it on restart. ``directory`` must be on a file system all
+    processes share.
+    """
     validate.integer(epoch, "save_training(epoch)", min=0, max=9999)
     validate.integer(keep, "save_training(keep)", min=1)
     if not isinstance(progress, dict):
         validate.fail("save_training(progress)", progress, "a dict", TypeError)
-    target = directory / f"epoch-{epoch:04d}"
+    target = validate.path(directory, "checkpoint_dir") / f"epoch-{epoch:04d}"
+    if jax.process_count() == 1:
+        return _write_training(directory, target, epoch, state, progress, keep)
+    _agree_on_step(epoch, progress.get("step", -1))
+    try:
+        if is_primary():
+            _write_training(directory, target, epoch, state, progress, keep)
+        else:   # every process joins the host copies (a collective for a replicated global array)
+            [_to_storable(leaf) for _, leaf in _leaves_with_names(state)]
+    finally:
+        sync_processes(f"imgmine save_training {target.name}")
+    return target
+
+
+def _agree_on_step(epoch: int, step: int) -> None:
+    from jax.experimental import multihost_utils
+
+    mine = np.array([epoch, step], dtype=np.int64)
+    primary = np.asarray(multihost_utils.broadcast_one_to_all(mine))
+    if not np.array_equal(primary, mine):
+        raise RuntimeError(f"process {jax.process_index()} is at epoch {epoch}, step {step}, but process 0 at "
+                           f"epoch {int(primary[0])}, step {int(primary[1])}: the processes diverged; "
+                           f"no checkpoint written")
+
+
+def _write_training(directory, target: Path, epoch: int, state, progress: dict, keep: int) -> Path:
+    directory = validate.directory(directory, "checkpoint_dir", create=True)
     for entry in directory.glob(".epoch-*.tmp-*"):
         clean_stale(directory, entry.name.split(".tmp-")[0][1:])
     clean_stale(directory, target.name)
@@ -328,7 +404,7 @@ def save_training(directory: str | os.PathLike, epoch: int, state, progress: dic
     try:
         named = _leaves_with_names(state)
         arrays = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(named)}
-        with ocp.StandardCheckpointer() as ckptr:
+        with _checkpointer() as ckptr:
             ckptr.save(tmp / "state", arrays)
             ckptr.wait_until_finished()
         doc = {"format": FORMAT, "epoch": epoch, "leaves": [name for name, _ in named], "progress": progress}
@@ -355,7 +431,21 @@ def latest_training(directory: str | os.PathLike) -> Path | None:
 
     A damaged newer one (a flipped bit, a truncated file: see :func:`verify`) is skipped with
     a warning naming it, so a resume starts from the newest epoch that can be trusted.
+
+    In a multi-process run every process must call it: process 0 looks (and removes what a
+    killed writer left) and every process gets its answer, so all resume from the same epoch.
     """
+    if jax.process_count() == 1:
+        return _latest_training(directory)
+    from jax.experimental import multihost_utils
+
+    directory = validate.path(directory, "checkpoint_dir")
+    found = _latest_training(directory) if is_primary() else None
+    epoch = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if found is None else int(found.name[6:]))))
+    return None if epoch < 0 else directory / f"epoch-{epoch:04d}"
+
+
+def _latest_training(directory: str | os.PathLike) -> Path | None:
     directory = validate.path(directory, "checkpoint_dir")
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"checkpoint_dir must be a directory; got {str(directory)!r}, which is a file")
@@ -383,7 +473,6 @@ def restore_training(path: str | os.PathLike, like) -> tuple[Any, dict[str, Any]
     Refuses (``CheckpointError``) a checkpoint whose arrays do not match ``like``: another
     architecture, optimiser or configuration.
     """
-    import orbax.checkpoint as ocp
 
     path = validate.path(path, "restore_training(path)")
     verify(path, required=_training_format(path) >= 2)
@@ -397,7 +486,7 @@ def restore_training(path: str | os.PathLike, like) -> tuple[Any, dict[str, Any]
                               f"optimiser ({len(doc.get('leaves', []))} arrays stored, {len(named)} expected)")
     template = {f"{i:05d}": _to_storable(leaf) for i, (_, leaf) in enumerate(named)}
     try:
-        with ocp.StandardCheckpointer() as ckptr:
+        with _checkpointer() as ckptr:
             stored = ckptr.restore(path / "state", jax.tree.map(np.zeros_like, template))
     except Exception as err:
         raise CheckpointError(f"training checkpoint {path}/state is corrupt or does not match: {err}") from None

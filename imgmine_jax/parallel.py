@@ -19,6 +19,10 @@ Several hosts: call :func:`initialize` first in every process (it wraps
 id from the cluster environment or its arguments); every process then runs the same
 notebook or script with the same seed. Arrays are assembled from each process's own
 copy with ``jax.make_array_from_callback``, which is why each host loads the dataset.
+Per-step metrics, evaluation sums and :func:`imgmine_jax.train.predict`'s outputs come back
+replicated, so every process sees the same numbers; checkpoints are written by process 0
+(:mod:`imgmine_jax.checkpoint`). ``tests/test_multiprocess.py`` runs two processes of one
+CPU device each (gloo collectives) against one process with the same global batch.
 """
 from __future__ import annotations
 
@@ -128,13 +132,15 @@ class DataParallel:
 
     def check_batch_size(self, batch_size: int) -> None:
         if batch_size % self.size:
-            raise ValueError(f"batch_size={batch_size} cannot be split evenly over {self.size} devices; "
+            processes = len({d.process_index for d in self.devices})
+            where = f" ({processes} processes)" if processes > 1 else ""
+            raise ValueError(f"batch_size={batch_size} cannot be split evenly over {self.size} devices{where}; "
                              f"use a multiple of {self.size}")
 
     def replicate(self, tree):
         """Every leaf on every device (the training state, the dataset)."""
         if self.mesh is None:
-            return jax.device_put(tree, self._single)
+            return jax.device_put(jax.tree.map(_addressable, tree), self._single)
         return jax.tree.map(lambda x: _put(x, self._replicated), tree)
 
     def shard_batch(self, idx: np.ndarray) -> jax.Array:
@@ -164,6 +170,16 @@ def member_mesh(members: int, devices: Sequence[jax.Device] | None = None) -> Me
         devices = jax.local_devices()
     count = max(k for k in range(1, len(devices) + 1) if members % k == 0)
     return Mesh(np.array(list(devices)[:count]), (MEMBERS,)) if count > 1 else None
+
+
+def _addressable(x):
+    """``x``, or its host copy when it lives on other processes' devices too (a replicated
+    global array placed on this process's devices only: JAX has no cross-host transfer)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        return np.asarray(x)
+    return x
 
 
 def _put(x, sharding: NamedSharding) -> jax.Array:

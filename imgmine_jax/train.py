@@ -629,12 +629,15 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     trainer.dp.check_batch_size(cfg.batch_size)
     runner = _FitRunner(trainer, trainer.dp.replicate(train), trainer.dp.replicate(val) if val is not None else None,
                         cfg.eval_batch_size)
+    ckpt_lib.sync_processes("fit start")   # the processes start their first collective together
     if val is None and monitor is not None and monitor.startswith("val_"):
         monitor = None                    # nothing to select on: keep the last epoch, as documented
     if maximize is None:
         maximize = monitor is not None and task.maximizes(monitor)
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n, "monitor": monitor,
                    "data": ckpt_lib.data_fingerprint(train, val)}
+    if jax.process_count() > 1:   # a checkpoint of another process count is refused, not resumed
+        fingerprint["processes"] = jax.process_count()
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
         checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
@@ -656,14 +659,17 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
             f"{done.train_seconds:.0f} s of training; {CACHE_ENV}=0 retrains)")
     model = trainer.sync_model(done.best_state)
     latest = ckpt_lib.latest_training(checkpoint_dir) if automatic else None
-    if automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
-                      or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
+    if not ckpt_lib.is_primary():
+        pass                              # process 0 alone writes the shared directory
+    elif automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
+                        or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     elif automatic and not finished:
         # Kept, marked finished: the same call again (a re-run notebook, a runner retry after
         # a dead kernel) loads this result instead of training again.
         atomic_write_bytes(checkpoint_dir / FINISHED,
                            json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
+    ckpt_lib.sync_processes("imgmine fit done")
     _runs.record_training("fit", cfg, done.history, reused=finished, task=repr(task),
                           cache_key=checkpoint_dir.name if automatic else None, train_seconds=done.train_seconds)
     return FitResult(model=model, history=done.history, best_epoch=done.best_epoch,
@@ -756,9 +762,10 @@ def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, jax.Array], Any],
     dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
     state = dp.replicate(state)
 
-    @jax.jit
     def apply(state, x):
         return fn(nnx.merge(graphdef, state), x)
+
+    apply = jax.jit(apply, **dp.jit_kwargs())   # outputs replicated: every process gets every row
 
     idx, _ = data_lib.eval_batches(len(inputs), dp.eval_batch_size(batch_size, len(inputs)))
     outs = [jax.device_get(apply(state, dp.shard_batch(inputs[i]))) for i in idx]
