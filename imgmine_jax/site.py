@@ -103,7 +103,8 @@ HEADLINES: tuple[Headline, ...] = (
              "{fashion_mnist_resnet_test_accuracy_tta:.2%} over shifted views; "
              "{fashion_mnist_resnet_train_seconds:.0f} s"),
     Headline("01", "vmapped sweep speed vs sequential runs", "sweep_speedup_vmapped_over_sequential",
-             "{:.2f}x", "faster (> 1x)", (("sweep_speedup_vmapped_over_sequential", ">", 1.0),),
+             "{:.2f}x", "faster (> 1.05x: beyond timing noise)",
+             (("sweep_speedup_vmapped_over_sequential", ">", 1.05),),
              "{sweep_runs} runs: {sweep_vmapped_seconds:.0f} s vs {sweep_sequential_seconds:.0f} s"),
     Headline("02", "row-by-row LSTM, MNIST test accuracy", "row_lstm_test_accuracy", "{:.2%}",
              "≥ 98.8%", (("row_lstm_test_accuracy", ">=", 0.988),), "GRU {row_gru_test_accuracy:.2%}"),
