@@ -640,7 +640,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         fingerprint["processes"] = jax.process_count()
     automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
     if automatic:
-        checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train)
+        checkpoint_dir = _automatic_checkpoint_dir(fingerprint, model, train, trainer.dp.size)
     # A finished training is reused only without callbacks: their side effects (a GAN's
     # progression frames, early stopping) would not happen again.
     cacheable = automatic and on_epoch_end is None and epoch_metrics is None
@@ -700,12 +700,18 @@ def _resume(checkpoint_dir, like, fingerprint: dict, what: str,
     return state, saved
 
 
-def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[str, np.ndarray]) -> Path:
-    """``artifacts/training/<hash>``: the same configuration, architecture and data give the same directory."""
+def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[str, np.ndarray],
+                              devices: int = 1) -> Path:
+    """``artifacts/training/<hash>``: the same configuration, architecture, initial weights, data,
+    device count and package code give the same directory (and so the same finished training)."""
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode())
     shapes = [(jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype))
               for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))]
-    digest.update(f"{type(model).__name__}{shapes}".encode())
+    digest.update(f"{type(model).__name__}{shapes} on {devices} device(s)".encode())
+    for leaf in jax.tree.leaves(nnx.state(model)):   # initial weights and RNG state: the seed it was built with
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).data)
     for key in sorted(train):
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(train[key]).data)

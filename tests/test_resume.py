@@ -134,6 +134,9 @@ def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_tr
     other = train.fit(models.build("seed_cnn", config, seed=3), train.Classification(10), tr.arrays(), None,
                       dataclasses.replace(cfg, seed=3), progress=False, log=None)
     assert not other.reused, "another seed must miss the finished-training cache"
+    other_init = train.fit(models.build("seed_cnn", config, seed=7), train.Classification(10), tr.arrays(), None,
+                           cfg, progress=False, log=None)
+    assert not other_init.reused, "other initial weights under the same configuration must miss the cache"
 
     monkeypatch.setenv("IMGMINE_RESUME", "0")
     fresh = run(log=None)
