@@ -40,6 +40,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -71,11 +72,19 @@ def now() -> str:
 
 
 def new_run_dir(notebook: str) -> Path:
-    """A new, empty ``artifacts/runs/<notebook>/<timestamp>-<short id>/``."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """A new, empty ``artifacts/runs/<notebook>/<timestamp>-<short id>/``.
+
+    Folders sort by name in the order they were made: the short id is random, so a run that
+    would share its second with an earlier run of the same notebook (a fast grid) waits for
+    the next second rather than sort before it by chance.
+    """
     parent = runs_root() / notebook
     parent.mkdir(parents=True, exist_ok=True)
     while True:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if any(parent.glob(f"{stamp}-*")):
+            time.sleep(0.05)
+            continue
         path = parent / f"{stamp}-{secrets.token_hex(3)}"
         try:
             path.mkdir()

@@ -307,3 +307,11 @@ def test_interactive_control_redraws_and_stays_off_rendered_pages(monkeypatch):
     with pytest.raises(ValueError, match="options must not be empty"):
         plots.interactive(show, [])
     plt.close("all")
+
+
+def test_run_folders_sort_in_the_order_they_were_made(artifacts):
+    # Grid runs of a fast notebook start within one second; the random short id must not put
+    # the second run before the first in `list`, `compare` and `run_dirs`.
+    made = [runs.new_run_dir("97_order") for _ in range(4)]
+    assert runs.run_dirs("97_order") == made
+    assert len({d.name[:16] for d in made}) == 4          # one second each
