@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from tiny_notebooks import write_notebook
 
 from imgmine_jax import run
 
@@ -41,11 +41,7 @@ report.write()
 
 
 def _notebook(path: Path, marker: Path) -> Path:
-    params = new_code_cell(f'profile = "full"\nmarker = {str(marker)!r}\n', metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[params, new_code_cell(SETUP), new_code_cell(DIES), new_code_cell(WRITE)],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, f'profile = "full"\nmarker = {str(marker)!r}\n', SETUP, DIES, WRITE)
 
 
 @pytest.mark.notebook

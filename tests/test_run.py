@@ -7,17 +7,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from tiny_notebooks import write_notebook
 
 from imgmine_jax import run
 
 
 def _notebook(path: Path, body: str) -> Path:
-    params = new_code_cell('profile = "full"\n', metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[params, new_code_cell(body)],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, 'profile = "full"\n', body)
 
 
 OK_BODY = """

@@ -5,11 +5,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 from flax import nnx
 from nbformat.v4 import new_code_cell, new_notebook
+from tiny_notebooks import KERNELSPEC, write_notebook
 
 from imgmine_jax import run, runs, train
 
@@ -119,11 +119,7 @@ report.write()
 
 
 def _notebook(path: Path, body: str) -> Path:
-    params = new_code_cell('profile = "full"\nlearning_rate = 0.01\nseed = 0\n', metadata={"tags": ["parameters"]})
-    nb = new_notebook(cells=[params, new_code_cell(body)],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, 'profile = "full"\nlearning_rate = 0.01\nseed = 0\n', body)
 
 
 @pytest.mark.notebook
@@ -272,7 +268,7 @@ def test_interactive_failure_is_recorded_with_its_traceback(tmp_path, artifacts,
     nb = new_notebook(cells=[
         new_code_cell('from imgmine_jax.run import Report\nreport = Report("94_live", profile="quick", seed=3)'),
         new_code_cell("raise KeyError('no such column')")],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        metadata={"kernelspec": KERNELSPEC})
     NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     [record] = runs.run_dirs("94_live")
