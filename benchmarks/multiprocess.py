@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -104,7 +103,9 @@ def main() -> None:
                "loadavg": os.getloadavg()[0]}
         rounds.append(row)
         print(json.dumps(row), flush=True)
-    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "processor": platform.processor() or platform.machine(),
+    from imgmine_jax.runs import processor
+
+    record = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "processor": processor(),
               "cpus": os.cpu_count(), "steps": args.steps, "rounds": rounds,
               "median_ratio": statistics.median(r["ratio"] for r in rounds)}
     path = HERE / "multiprocess.json"

@@ -484,12 +484,10 @@ def raw_for(name: str, raw: dict) -> dict:
 def machine_info() -> dict:
     import jax
 
-    cpu = platform.processor() or ""
+    from imgmine_jax.runs import processor
+
+    cpu = processor()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
         isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
     except OSError:

@@ -83,18 +83,8 @@ def environment_info() -> dict[str, Any]:
                      "flax": flax.__version__, "optax": optax.__version__},
         "device": {"platform": device.platform, "kind": device.device_kind,
                    "count": jax.device_count(), "cpu_count": os.cpu_count(),
-                   "machine": platform.machine(), "processor": _cpu_model()},
+                   "machine": platform.machine(), "processor": _runs.processor()},
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _significant(value: Any, digits: int = 6) -> Any:

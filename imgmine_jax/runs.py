@@ -106,6 +106,17 @@ def git_info() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def processor() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def machine_info() -> dict[str, Any]:
     """Host and library versions, without starting JAX (the runner must not take the accelerator)."""
     from importlib import metadata
@@ -117,7 +128,7 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     return {"host": platform.node(), "system": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "versions": versions}
+            "processor": processor(), "cpu_count": os.cpu_count(), "versions": versions}
 
 
 def _dump(doc: Any) -> bytes:
