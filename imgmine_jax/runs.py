@@ -13,8 +13,9 @@ JupyterLab (through :class:`imgmine_jax.run.Report`) -- gets a folder
 - ``trainings.jsonl`` (one line per :func:`imgmine_jax.train.fit` / ``sweep`` call: its
   configuration, whether it was reused from the finished-training cache, its cache key)
   and ``history/<NN>-<kind>.jsonl`` (that call's per-epoch history, one JSON line per epoch);
-- ``tensorboard/<NN>-fit/``: TensorBoard event files of each ``fit`` (per-epoch scalars
-  and the run's hyperparameters): ``tensorboard --logdir artifacts/runs``;
+- ``tensorboard/<NN>-fit/``, ``tensorboard/<NN>-sweep/<learning_rate=..,seed=..>/``:
+  TensorBoard event files of each ``fit`` and of each member of a ``sweep`` (per-epoch
+  scalars and the hyperparameters): ``tensorboard --logdir artifacts/runs``;
 - for runner runs, the executed notebook and its HTML page.
 
 Command line::
@@ -215,10 +216,12 @@ def active_dir() -> Path | None:
 
 
 def record_training(kind: str, cfg, rows: list[dict], *, reused: bool, cache_key: str | None,
-                    train_seconds: float, task: str = "") -> Path | None:
+                    train_seconds: float, task: str = "", members: list[dict] | None = None) -> Path | None:
     """Called by :func:`imgmine_jax.train.fit` and ``sweep`` when they finish: append the call to
-    ``trainings.jsonl``, its per-epoch history to ``history/``, and (``fit``) TensorBoard
-    summaries. Does nothing outside a run; a failure here warns and never stops training."""
+    ``trainings.jsonl``, its per-epoch history to ``history/``, and TensorBoard summaries: one
+    run for a ``fit``, one per member of a ``sweep`` (``members``: each member's hyperparameters,
+    in the order of the arrays in ``rows``). Does nothing outside a run; a failure here warns and
+    never stops training."""
     run_dir = active_dir()
     if run_dir is None:
         return None
@@ -235,8 +238,13 @@ def record_training(kind: str, cfg, rows: list[dict], *, reused: bool, cache_key
                  "config": _plain(config), "time": now()}
         with open(run_dir / TRAININGS, "ab") as f:
             f.write(json.dumps(entry, default=_jsonable).encode() + b"\n")
-        if kind == "fit":
-            write_tensorboard(run_dir / "tensorboard" / name, rows, {**_active["hparams"], **config})
+        hparams = {**_active["hparams"], **config}
+        if members is None:
+            write_tensorboard(run_dir / "tensorboard" / name, rows, hparams)
+        for i, member in enumerate(members or []):
+            member_rows = [{k: _member_value(v, i) for k, v in row.items()} for row in rows]
+            label = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in member.items())
+            write_tensorboard(run_dir / "tensorboard" / name / label, member_rows, {**hparams, **member})
         return run_dir
     except Exception as err:     # the record must never cost a finished training
         warnings.warn(f"could not record the training in {run_dir}: {err}", stacklevel=2)
@@ -253,6 +261,14 @@ def _plain(value):
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     return value
+
+
+def _member_value(value, i: int):
+    """Member ``i``'s entry of a sweep's per-member metric (scalars, e.g. the epoch, are shared)."""
+    import numpy as np
+
+    arr = np.asarray(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+    return arr[i] if arr is not None and arr.ndim == 1 else value
 
 
 def _scalar(value) -> float | None:

@@ -978,6 +978,7 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
                        keep_best=False, progress=show_progress(progress), log=log, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=checkpoint_every)
     _runs.record_training("sweep", cfg, done.history, reused=False, cache_key=None, task=repr(task),
-                          train_seconds=done.train_seconds)
+                          train_seconds=done.train_seconds,
+                          members=[{"learning_rate": float(lr), "seed": int(s)} for lr, s in zip(lrs, member_seeds)])
     return SweepResult(learning_rates=lrs, seeds=member_seeds, history=done.history,
                        train_seconds=done.train_seconds, states=runner.state)

@@ -91,6 +91,30 @@ def nnx_tensor(event):
     return tensor_util.make_ndarray(event.tensor_proto)
 
 
+def test_sweep_records_one_tensorboard_run_per_member(artifacts):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = runs.new_run_dir("99_demo")
+    runs.activate(run_dir, hparams={"profile": "quick"})
+    data = _tiny_data()
+    cfg = train.TrainConfig(epochs=2, batch_size=32, seed=0)
+    swept = train.sweep(lambda rngs: Tiny(rngs), train.Classification(3), data, data, cfg,  # noqa: F821
+                        [0.01, 0.1], [0, 1], progress=False, log=None)
+    [call] = runs.trainings(run_dir)
+    assert call["name"] == "01-sweep"
+    members = sorted(p.name for p in (run_dir / "tensorboard" / "01-sweep").iterdir())
+    assert members == ["learning_rate=0.01,seed=0", "learning_rate=0.01,seed=1",
+                       "learning_rate=0.1,seed=0", "learning_rate=0.1,seed=1"]
+    for i, (lr, seed) in enumerate(zip(swept.learning_rates, swept.seeds)):
+        acc = EventAccumulator(str(run_dir / "tensorboard" / "01-sweep" / f"learning_rate={lr:g},seed={seed}"),
+                               size_guidance={"tensors": 0})
+        acc.Reload()
+        values = [float(np.asarray(nnx_tensor(e))) for e in acc.Tensors("val_accuracy")]
+        assert values == pytest.approx([float(row["val_accuracy"][i]) for row in swept.history], rel=1e-6)
+        plugin = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+        assert b"learning_rate" in plugin and b"seed" in plugin
+
+
 def test_fit_outside_a_run_records_nothing(artifacts):
     result = _fit(train.TrainConfig(epochs=1, batch_size=32, seed=0))
     assert len(result.history) == 1
