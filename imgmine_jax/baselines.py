@@ -248,7 +248,7 @@ def learning_curve(dataset: str, sizes: Sequence[int] = tuple(_CURVE["sizes"]), 
                    test_size: int | None = None, recipe: recipes.ClassifierRecipe = recipes.CLASSIFIER,
                    log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
     """Test accuracy against training-set size for traditional model ``traditional`` on
-    ``features_kind`` and for notebook 01's ResNet (``recipe``'s architecture, optimiser,
+    ``features_kind`` and for notebook 01's ResNet (``recipe``'s ResNet arguments, optimiser,
     schedule, regularisation and augmentation for ``dataset``).
 
     The training sets are nested seeded subsets of notebook 01's training part (the training
@@ -285,7 +285,7 @@ def learning_curve(dataset: str, sizes: Sequence[int] = tuple(_CURVE["sizes"]), 
         n_epochs = deep_budget(size, base.batch_size, epochs, min_steps)
         cfg = dataclasses.replace(base, epochs=n_epochs, warmup_epochs=base.warmup_epochs * n_epochs / base.epochs)
         deep = fit_resnet(largest.take(picked), test_set, cfg, recipe.arch_kwargs())
-        rows.append({"size": size, "model": recipe.model, "kind": "deep", "test_accuracy": deep["test_accuracy"],
+        rows.append({"size": size, "model": "resnet", "kind": "deep", "test_accuracy": deep["test_accuracy"],
                      "fit_seconds": deep["fit_seconds"], "epochs": n_epochs,
                      "steps": n_epochs * (size // base.batch_size)})
         if log is not None:
