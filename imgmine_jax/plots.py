@@ -573,3 +573,48 @@ def interactive(show, options, *, description: str = "example"):
     redraw()
     display(widgets.VBox([control, out]))
     return control
+
+
+# --------------------------------------------------------------------------- notebook 05
+# baselines, learning curve, ablations
+
+def learning_curve_plot(rows: Sequence[dict], *, title: str, crossing: float | None = None) -> plt.Figure:
+    """Test accuracy against training-set size (log scale) per model, from
+    :func:`imgmine_jax.baselines.learning_curve`'s rows; ``crossing`` (its
+    :func:`~imgmine_jax.baselines.crossing_point`) is marked by a dashed line."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        points = sorted((r["size"], r["test_accuracy"]) for r in rows if r["model"] == model)
+        ax.plot(*zip(*points), "-o", ms=4, label=model)
+    if crossing is not None:
+        ax.axvline(crossing, color="gray", ls="--", lw=1)
+        ax.annotate(f"crossing ≈ {crossing:,.0f} images", (crossing, 0.02), xycoords=("data", "axes fraction"),
+                    xytext=(4, 0), textcoords="offset points", fontsize=8, color="gray")
+    ax.set_xscale("log")
+    ax.set(xlabel="training images (log scale)", ylabel="test accuracy", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def ablation_plot(rows: Sequence[dict], *, title: str) -> plt.Figure:
+    """Each ablation arm's change of test accuracy against the full recipe (percentage points),
+    from :func:`imgmine_jax.baselines.ablate`'s rows: a bar at the mean over seeds, one dot per
+    seed, so the seed-to-seed spread is seen next to the effect."""
+    full = next(r for r in rows if r["arm"] == "full")
+    arms = [r for r in rows if r["arm"] != "full"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.55 * max(len(arms), 1)))
+    y = np.arange(len(arms))
+    ax.barh(y, [100 * r["delta"] for r in arms], color="tab:blue", alpha=0.6, label="mean over seeds")
+    for i, r in enumerate(arms):
+        deltas = [100 * (a - full["test_accuracy"]) for a in r["accuracies"]]
+        ax.plot(deltas, [i] * len(deltas), "k.", ms=6, label="one seed" if i == 0 else None)
+    full_spread = [100 * (a - full["test_accuracy"]) for a in full["accuracies"]]
+    ax.axvspan(min(full_spread), max(full_spread), color="gray", alpha=0.2, label="full recipe's seed spread")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [r["arm"] for r in arms])
+    ax.invert_yaxis()
+    ax.set(xlabel="change of test accuracy vs the full recipe (percentage points)", title=title)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig

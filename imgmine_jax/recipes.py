@@ -148,3 +148,59 @@ def recipe_value(source: Any, name: str) -> Any:
     """``source[name]`` of a dict, else the attribute; tuples as lists (as a notebook writes them)."""
     value = source[name] if isinstance(source, Mapping) else getattr(source, name)
     return list(value) if isinstance(value, tuple) else value
+
+
+# --------------------------------------------------------------------------- notebook 05
+# Notebook 05's budgets are short on purpose: the whole notebook must fit 30 minutes on a
+# 2-core CPU. Its parameters cell shows these values; the measured times behind them are in
+# the notebook's results (they are re-measured with every run).
+
+#: Training images per traditional model in notebook 05's comparison (None: the whole training
+#: part). The lbfgs logistic regression's fit and kNN's prediction grow fastest with the training
+#: set; these sizes keep the comparison of both datasets within a few minutes on a 2-core CPU.
+TRADITIONAL_TRAIN_SIZES: dict[str, int | None] = {"logistic": 10_000, "linear_svm": 20_000, "knn": 10_000,
+                                                  "random_forest": 20_000}
+
+#: The learning curve: training-set sizes (log scale, up to the full 55,000-image training part),
+#: the traditional model on the other side, and the ResNet's budget -- ``epochs`` passes over the
+#: data but at least ``min_steps`` steps, so that 500 images are not trained for 16 steps.
+LEARNING_CURVE: dict[str, Any] = {"sizes": [500, 2000, 10_000, 55_000], "traditional": "logistic",
+                                  "features": "hog", "epochs": 1, "min_steps": 300}
+
+#: Notebook 05's ablations of the ResNet recipe: each arm is :data:`CLASSIFIER` with these
+#: overrides -- keys of :class:`~imgmine_jax.train.TrainConfig` change the training, the others
+#: are arguments of :class:`~imgmine_jax.models.cnn.ResNet`. Every arm trains at the same short
+#: budget (:data:`ABLATION_BUDGET`), not the full recipe's ten epochs.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_batch_norm": {"batch_norm": False},
+    "no_residual": {"residual": False},
+    "no_augmentation": {"augment_shift": 0, "augment_flip": False},
+    "no_label_smoothing": {"label_smoothing": 0.0},
+}
+ABLATION_BUDGET: dict[str, Any] = {"epochs": 2, "train_size": 10_000, "seeds": [0, 1], "val_size": 1000}
+
+#: The articles' CNN training (article C): Adam at 1e-3, batch 32, as Keras's defaults; the
+#: articles give 5 (C) or 10 (A, E) epochs, notebook 05 trains 1 on the cost of the error.
+ARTICLE_CNN = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0.0,
+                          weight_decay=0.0)
+
+
+def ablation(name: str, dataset: str = "mnist", base: ClassifierRecipe = CLASSIFIER,
+             epochs: int | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """``(training configuration, ResNet arguments)`` of ablation arm ``name`` on ``dataset``:
+    ``base``'s recipe for the dataset with the arm's overrides applied after the dataset's own
+    (so "no_augmentation" has no shift on Fashion-MNIST either), at ``epochs`` if given (the
+    warm-up scaled with it)."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; expected one of {list(ABLATIONS)}")
+    cfg = base.train_config(dataset)
+    if epochs is not None:
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"ablation(epochs) must be an integer >= 1 or None; got {epochs!r}")
+        cfg = dataclasses.replace(cfg, epochs=epochs, warmup_epochs=cfg.warmup_epochs * epochs / cfg.epochs)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = ABLATIONS[name]
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in fields})
+    arch = {**base.arch_kwargs(), **{k: v for k, v in overrides.items() if k not in fields}}
+    return cfg, arch

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -708,6 +709,10 @@ def _automatic_checkpoint_dir(fingerprint: dict, model: nnx.Module, train: dict[
     shapes = [(jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype))
               for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))]
     digest.update(f"{type(model).__name__}{shapes} on {devices} device(s)".encode())
+    # The static structure too: two networks with the same parameters and initial weights can
+    # still compute different things (an output softmax switched on or off); function
+    # addresses in the description change from process to process and are dropped.
+    digest.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(nnx.graphdef(model))).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):   # initial weights and RNG state: the seed it was built with
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imgmine_jax import checkpoint, classifier, data, metrics, models, moving_mnist, run, train
+from imgmine_jax import baselines, checkpoint, classifier, data, metrics, models, moving_mnist, recipes, run, train
 
 NB01 = run.NOTEBOOK_DIR / "01_cnn_classification.ipynb"
 
@@ -365,6 +365,45 @@ CASES = [
     ("unknown classifier to load", lambda t: classifier.train_classifier("mnist", "vgg"),
      ValueError, r"model must be one of \['resnet', 'seed_cnn'\]; got 'vgg'"),
     ("unknown classifier path", lambda t: classifier.checkpoint_path("mnist", "vgg"), ValueError, r"model must be one of \['resnet', 'seed_cnn'\]; got 'vgg'"),
+    # --- notebook 05: baselines, learning curve, ablations, the articles' CNN
+    ("unknown feature kind", lambda t: baselines.features(IMG(2, 28, 28, 1), "sift"), ValueError, r"features\(kind\) must be one of \['pixels', 'hog'\]; got 'sift'"),
+    ("features of float images", lambda t: baselines.features(np.zeros((2, 28, 28, 1), F32), "hog"), TypeError, r"features\(images\) must be .*uint8.*float32"),
+    ("unknown traditional model", lambda t: baselines.traditional_model("svm"), ValueError, r"traditional model must be one of \['logistic', 'linear_svm', 'knn', 'random_forest'\]; got 'svm'"),
+    ("unknown model in a comparison", lambda t: baselines.compare(_tiny(), _tiny(), models=["logistic", "xgboost"], log=None),
+     ValueError, r"compare\(models\)\[1\] must be one of .*got 'xgboost'"),
+    ("comparison models as one string", lambda t: baselines.compare(_tiny(), _tiny(), models="knn", log=None), TypeError, r"compare\(models\) must be a non-empty list .*got 'knn'"),
+    ("unknown feature kind in a comparison", lambda t: baselines.compare(_tiny(), _tiny(), feature_kinds=["edges"], log=None),
+     ValueError, r"compare\(feature_kinds\)\[0\] must be one of \['pixels', 'hog'\]; got 'edges'"),
+    ("comparison training size of zero", lambda t: baselines.compare(_tiny(), _tiny(), train_size={"knn": 0}, log=None),
+     ValueError, r"compare\(train_size\['knn'\]\) must be an integer >= 10; got 0"),
+    ("comparison on arrays", lambda t: baselines.compare(_arrays(), _tiny(), log=None), TypeError, r"compare\(train_set, test_set\) must be two ImageDatasets"),
+    ("subset larger than the data", lambda t: baselines.subset(_tiny(), 65), ValueError, r"subset\(size\) must be an integer in \[1, 64\]; got 65"),
+    ("learning-curve size above the training split", lambda t: baselines.learning_curve("mnist", [500, 60_000], log=None),
+     ValueError, r"learning_curve\(sizes\)\[1\] must be an integer in \[32, 55000\]; got 60000"),
+    ("learning-curve size below one batch", lambda t: baselines.learning_curve("mnist", [0, 500], log=None),
+     ValueError, r"learning_curve\(sizes\)\[0\] must be an integer in \[32, 55000\]; got 0"),
+    ("learning-curve sizes unsorted", lambda t: baselines.learning_curve("mnist", [5000, 500], log=None),
+     ValueError, r"learning_curve\(sizes\) must be strictly increasing \(smallest first\); got \[5000, 500\]"),
+    ("learning-curve sizes empty", lambda t: baselines.learning_curve("mnist", [], log=None), TypeError, r"learning_curve\(sizes\) must be a non-empty list .*got \[\]"),
+    ("learning-curve fractional size", lambda t: baselines.learning_curve("mnist", [500.5], log=None), TypeError, r"learning_curve\(sizes\)\[0\] must be an integer .*got 500\.5"),
+    ("learning curve of an unknown model", lambda t: baselines.learning_curve("mnist", [500], traditional="svm", log=None),
+     ValueError, r"learning_curve\(traditional\) must be one of .*got 'svm'"),
+    ("learning curve with zero steps", lambda t: baselines.learning_curve("mnist", [500], min_steps=0, log=None), ValueError, r"min_steps\) must be an integer >= 1; got 0"),
+    ("crossing point of rows without a kind", lambda t: baselines.crossing_point([{"size": 500, "test_accuracy": 0.9}]),
+     TypeError, r"crossing_point\(rows\[0\]\) must be a dict with 'size', 'kind'"),
+    ("unknown ablation", lambda t: recipes.ablation("no_dropout"), ValueError, r"unknown ablation 'no_dropout'; expected one of \['full', 'no_batch_norm'"),
+    ("unknown ablation arm", lambda t: baselines.ablate("mnist", ["full", "no_bn"], log=None), ValueError, r"ablate\(arms\)\[1\] must be one of .*got 'no_bn'"),
+    ("ablation without seeds", lambda t: baselines.ablate("mnist", ["full"], seeds=[], log=None), TypeError, r"ablate\(seeds\) must be a non-empty list .*got \[\]"),
+    ("ablation on more images than the split", lambda t: baselines.ablate("mnist", ["full"], train_size=60_000, log=None),
+     ValueError, r"ablate\(train_size\) must be an integer in \[32, 55000\]; got 60000"),
+    ("ablation of zero epochs", lambda t: recipes.ablation("full", epochs=0), ValueError, r"ablation\(epochs\) must be an integer >= 1 or None; got 0"),
+    ("ResNet batch_norm a string", lambda t: _resnet(batch_norm="no"), TypeError, r"ResNet\(batch_norm\) must be True or False; got 'no'"),
+    ("ResNet residual a number", lambda t: _resnet(residual=0), TypeError, r"ResNet\(residual\) must be True or False; got 0"),
+    ("article CNN on images too small", lambda t: models.ArticleCNN(image_size=8, rngs=__import__("flax").nnx.Rngs(0)),
+     ValueError, r"ArticleCNN\(image_size\) of 8 pixels is too small for 3 convolutions"),
+    ("softmax-twice floor of one class", lambda t: baselines.softmax_twice_floor(1), ValueError, r"num_classes\) must be an integer >= 2; got 1"),
+    ("double-softmax test set larger than the split", lambda t: baselines.double_softmax_cost("mnist", test_size=20_000, log=None),
+     ValueError, r"double_softmax_cost\(test_size\) must be an integer in \[1, 10000\]; got 20000"),
     # --- environment
     ("artifacts directory that is a file", lambda t: _with_env("IMGMINE_ARTIFACTS", str(_file(t)), checkpoint.artifacts_dir),
      ValueError, r"\$IMGMINE_ARTIFACTS .* must be a directory; got '.*afile', which is a file"),

@@ -61,3 +61,30 @@ def test_grouped_bars_legend_covers_no_bar():
             assert not legend.overlaps(bar.get_window_extent()), "the legend hides a bar"
     finally:
         plt.close(fig)
+
+
+def test_learning_curve_plot_is_log_scaled_with_the_crossing_marked():
+    curves = {"logistic (hog)": (0.90, 0.93, 0.95), "resnet": (0.85, 0.95, 0.99)}
+    rows = [{"size": s, "model": m, "test_accuracy": a} for m, accs in curves.items()
+            for s, a in zip((500, 5000, 50000), accs)]
+    fig = plots.learning_curve_plot(rows, title="t", crossing=2000.0)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_xscale() == "log" and len(ax.get_lines()) == 3   # two models and the crossing
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    finally:
+        plt.close(fig)
+
+
+def test_ablation_plot_shows_every_arm_but_the_full_one_and_every_seed():
+    rows = [{"arm": "full", "test_accuracy": 0.99, "accuracies": [0.989, 0.991], "delta": 0.0},
+            {"arm": "no_residual", "test_accuracy": 0.98, "accuracies": [0.979, 0.981], "delta": -0.01},
+            {"arm": "no_batch_norm", "test_accuracy": 0.97, "accuracies": [0.96, 0.98], "delta": -0.02}]
+    fig = plots.ablation_plot(rows, title="t")
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["no_residual", "no_batch_norm"]
+        dots = [line for line in ax.get_lines() if line.get_marker() == "."]
+        assert sum(len(line.get_xdata()) for line in dots) == 4
+    finally:
+        plt.close(fig)

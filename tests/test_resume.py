@@ -246,3 +246,29 @@ def test_non_finite_validation_loss_stops_training(mnist_train):
         train.fit(models.build("seed_cnn", config), BrokenEvaluation(10), mnist_train.head(100).arrays(),
                   mnist_train.head(50).arrays(), train.TrainConfig(epochs=2, batch_size=50), progress=False, log=None,
                   checkpoint_dir=None)
+
+
+_KEY_SCRIPT = """
+from flax import nnx
+from imgmine_jax import models, train
+import numpy as np
+net = models.ArticleCNN(softmax_output={softmax}, rngs=nnx.Rngs(0))
+arrays = {{"image": np.zeros((4, 28, 28, 1), np.uint8), "label": np.zeros(4, np.int32)}}
+print(train._automatic_checkpoint_dir({{"config": 1}}, net, arrays).name)
+"""
+
+
+def test_the_finished_training_key_tells_networks_of_one_parameter_tree_apart_and_is_stable_across_processes():
+    """Two networks with the same parameters and initial weights but another computation (an output
+    softmax) must not share a finished training; the same network must find it again in a new process."""
+    def key(softmax: bool, in_process: bool = True) -> str:
+        if not in_process:
+            out = subprocess.run([sys.executable, "-c", _KEY_SCRIPT.format(softmax=softmax)], capture_output=True,
+                                 text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+            return out.stdout.strip().splitlines()[-1]
+        arrays = {"image": np.zeros((4, 28, 28, 1), np.uint8), "label": np.zeros(4, np.int32)}
+        return train._automatic_checkpoint_dir({"config": 1}, models.ArticleCNN(softmax_output=softmax,
+                                                                               rngs=nnx.Rngs(0)), arrays).name
+
+    assert key(True) != key(False)
+    assert key(True) == key(True) == key(True, in_process=False)

@@ -11,10 +11,10 @@ import jax
 from flax import nnx
 
 from imgmine_jax import validate
-from imgmine_jax.models.cnn import ResNet, SeedCNN
+from imgmine_jax.models.cnn import ArticleCNN, ResNet, SeedCNN
 from imgmine_jax.models.gan import GAN
 
-REGISTRY = {"seed_cnn": SeedCNN, "resnet": ResNet, "dcgan": GAN}
+REGISTRY = {"seed_cnn": SeedCNN, "resnet": ResNet, "dcgan": GAN, "article_cnn": ArticleCNN}
 CLASSIFIERS = ("resnet", "seed_cnn")   # the image classifiers among them
 
 
@@ -43,4 +43,4 @@ def count_params(model: nnx.Module) -> int:
     return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-__all__ = ["GAN", "REGISTRY", "ResNet", "SeedCNN", "build", "classifier_config", "count_params"]
+__all__ = ["ArticleCNN", "GAN", "REGISTRY", "ResNet", "SeedCNN", "build", "classifier_config", "count_params"]
