@@ -511,6 +511,11 @@ def probe_call(where: str, model, images_, labels_, batch_size) -> tuple[np.ndar
     return x, y
 
 
+def _item(name: str, i: int) -> str:
+    """The name of element ``i`` of argument ``name``: ``f(xs)`` -> ``f(xs[i])``."""
+    return f"{name[:-1]}[{i}])" if name.endswith(")") else f"{name}[{i}]"
+
+
 def epsilon(value, name: str) -> float:
     """An attack's L-infinity radius as a fraction of the pixel range: a number in [0, 1]."""
     return number(value, name, min=0.0, max=1.0)
@@ -522,7 +527,7 @@ def epsilons(value, name: str) -> list[float]:
         fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
     if len(value) == 0:
         fail(name, value, "a non-empty list of numbers in [0, 1]")
-    return [epsilon(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [epsilon(v, _item(name, i)) for i, v in enumerate(value)]
 
 
 def fractions(value, name: str) -> list[float]:
@@ -531,7 +536,7 @@ def fractions(value, name: str) -> list[float]:
         fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
     if len(value) == 0:
         fail(name, value, "a non-empty list of numbers in [0, 1]")
-    return [number(v, f"{name}[{i}]", min=0.0, max=1.0) for i, v in enumerate(value)]
+    return [number(v, _item(name, i), min=0.0, max=1.0) for i, v in enumerate(value)]
 
 
 def severities(value, name: str) -> list[int]:
@@ -540,7 +545,7 @@ def severities(value, name: str) -> list[int]:
         fail(name, value, "a non-empty list of integers in [1, 5]", TypeError)
     if len(value) == 0:
         fail(name, value, "a non-empty list of integers in [1, 5]")
-    return [integer(v, f"{name}[{i}]", min=1, max=5) for i, v in enumerate(value)]
+    return [integer(v, _item(name, i), min=1, max=5) for i, v in enumerate(value)]
 
 
 # --------------------------------------------------------------------------- metrics
