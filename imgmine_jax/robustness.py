@@ -147,13 +147,15 @@ def accuracy_under_attack(model: nnx.Module, images: np.ndarray, labels: np.ndar
 
     ``attack``: one of :data:`ATTACKS`; ``steps``, ``step_size`` and ``key`` as in :func:`pgd`
     (ignored by FGSM). All epsilons run in one jitted program; FGSM's gradient is computed
-    once per image for all of them.
+    once per image for all of them, and epsilon 0 is the clean accuracy (no attack is run).
     """
     where = "accuracy_under_attack"
     validate.choice(attack, f"{where}(attack)", ATTACKS)
     x, y, steps, step_size, key = _check_attack(where, model, images, labels, batch_size, steps, step_size, key)
     eps = validate.epsilons(epsilons, f"{where}(epsilons)")
-    radii = jnp.asarray(eps, jnp.float32)
+    # epsilon 0 is the clean accuracy: no attack is run for it
+    positive = sorted({e for e in eps if e > 0})
+    radii = jnp.asarray(positive or [0.0], jnp.float32)
 
     def fn(m, batch):
         unit, lab, idx = batch
@@ -163,10 +165,12 @@ def accuracy_under_attack(model: nnx.Module, images: np.ndarray, labels: np.ndar
         else:
             keys = _keys(key, idx)
             adversarial = lambda e: _pgd(m, unit, lab, e, keys, steps, _pgd_step_size(step_size, e, steps))
-        return jax.lax.map(lambda e: _correct(m, adversarial(e), lab), radii).T      # (B, E)
+        attacked = jax.lax.map(lambda e: _correct(m, adversarial(e), lab), radii).T      # (B, radii)
+        return jnp.concatenate([_correct(m, unit, lab)[:, None], attacked], axis=1)
 
-    correct = apply_batched(model, fn, (data.to_unit(x), y, np.arange(len(x))), batch_size)
-    return {e: float(a) for e, a in zip(eps, correct.mean(axis=0))}
+    accuracy = apply_batched(model, fn, (data.to_unit(x), y, np.arange(len(x))), batch_size).mean(axis=0)
+    by_radius = {0.0: float(accuracy[0]), **{e: float(a) for e, a in zip(positive, accuracy[1:])}}
+    return {e: by_radius[e] for e in eps}
 
 
 # --------------------------------------------------------------------------- corruptions
