@@ -30,7 +30,8 @@ def test_epsilon_zero_changes_nothing(trained_seed_cnn, digits, attack):
     floats = data.to_unit(images)
     np.testing.assert_array_equal(make(trained_seed_cnn, floats, labels, 0.0), floats)
     clean = float((train.predict(trained_seed_cnn, images).argmax(-1) == labels).mean())
-    assert robustness.accuracy_under_attack(trained_seed_cnn, images, labels, attack=attack, epsilons=[0.0]) == {0.0: clean}
+    accuracy = robustness.accuracy_under_attack(trained_seed_cnn, images, labels, attack=attack, epsilons=[0.0])
+    assert accuracy == {0.0: clean}
 
 
 @pytest.mark.parametrize("as_float", [False, True], ids=["uint8", "float"])
