@@ -1,8 +1,9 @@
 """imgmine_jax: the thin helper package behind the notebooks.
 
 ``data`` (TFDS loading, batching), ``models`` (Flax NNX model families), ``train``
-(jitted steps and the loop), ``metrics``, ``plots``, ``checkpoint`` (Orbax) and
-``run`` (execute notebooks, render ``results/``).
+(jitted steps and the loop), ``metrics``, ``attribution`` (saliency, integrated gradients,
+occlusion, deletion curves) and ``robustness`` (FGSM/PGD attacks, corruptions), ``plots``,
+``checkpoint`` (Orbax) and ``run`` (execute notebooks, render ``results/``).
 
 Importing the package turns on JAX's persistent compilation cache in
 ``artifacts/jax_cache`` (``$IMGMINE_ARTIFACTS/jax_cache``), so a re-run notebook, or a
