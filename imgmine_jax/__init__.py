@@ -1,9 +1,10 @@
 """imgmine_jax: the thin helper package behind the notebooks.
 
 ``data`` (TFDS loading, batching), ``models`` (Flax NNX model families), ``train``
-(jitted steps and the loop), ``metrics``, ``plots``, ``checkpoint`` (Orbax),
-``baselines`` (notebook 05: traditional models, learning curve, ablations) and ``run``
-(execute notebooks, render ``results/``).
+(jitted steps and the loop), ``metrics``, ``plots``, ``checkpoint`` (Orbax), ``run``
+(execute notebooks, render ``results/``), and for notebook 05 ``baselines`` (traditional
+models, learning curve, ablations), ``attribution`` (saliency, integrated gradients,
+occlusion, deletion curves) and ``robustness`` (FGSM/PGD attacks, corruptions).
 
 Importing the package turns on JAX's persistent compilation cache in
 ``artifacts/jax_cache`` (``$IMGMINE_ARTIFACTS/jax_cache``), so a re-run notebook, or a

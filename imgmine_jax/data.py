@@ -222,6 +222,28 @@ def denormalize(images: jax.Array) -> jax.Array:
     return jnp.clip((images * PIXEL_SCALE + PIXEL_MEAN) / 255.0, 0.0, 1.0)
 
 
+def normalize_unit(images: jax.Array) -> jax.Array:
+    """Float pixels in [0, 1] -> the model's inputs: :func:`normalize` of ``255 * images``.
+
+    Attacks and corruptions (:mod:`imgmine_jax.robustness`) perturb and clip images on this
+    [0, 1] scale, where an epsilon is a fraction of the pixel range; this is the one map from
+    there into the classifiers' input space.
+    """
+    return normalize(images * 255.0)
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """Pixel images as float32 on [0, 1]: uint8 divided by 255, floats (already on [0, 1]) as they are."""
+    images = np.asarray(images)
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def from_unit(images: np.ndarray, dtype) -> np.ndarray:
+    """Float pixels on [0, 1] back to ``dtype``: uint8 rounded to the nearest level, floats as float32."""
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    return np.rint(images * 255.0).astype(np.uint8) if np.dtype(dtype) == np.uint8 else images
+
+
 def epoch_batches(key: jax.Array, num_examples: int, batch_size: int
                   ) -> np.ndarray:
     """Shuffled batch indices for one training epoch: ``(num_examples // batch_size, batch_size)``.

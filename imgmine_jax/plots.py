@@ -593,6 +593,49 @@ def learning_curve_plot(rows: Sequence[dict], *, title: str, crossing: float | N
     ax.set_xscale("log")
     ax.set(xlabel="training images (log scale)", ylabel="test accuracy", title=title)
     ax.legend(loc="lower right")
+# --------------------------------------------------------------------------- notebook 05: attributions and robustness
+
+def _map_2d(m: np.ndarray) -> np.ndarray:
+    """An attribution map ``(H, W)`` or ``(H, W, C)`` as ``(H, W)`` (channels summed)."""
+    m = np.asarray(m, np.float64)
+    return m.sum(axis=-1) if m.ndim == 3 else m
+
+
+def attribution_grid(images: np.ndarray, maps: dict[str, np.ndarray], labels: np.ndarray,
+                     predictions: np.ndarray, class_names: Sequence[str] | None = None, *, title: str,
+                     size: float = 1.3) -> plt.Figure:
+    """One row per image: the image, captioned true -> predicted (red when wrong), then each
+    method's map (``maps``: method name -> ``(N, H, W)`` or ``(N, H, W, C)``, channels summed).
+
+    Each map has its own colour scale: a signed map (any negative value) on a symmetric
+    blue-white-red scale, zero white; a non-negative one from black (0) to its maximum.
+    """
+    shown = _as_display(images)
+    names = list(maps)
+    n = len(shown)
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=((len(names) + 1) * size, n * size * 1.1 + 0.5),
+                             squeeze=False)
+    caption = (lambda c: class_names[c]) if class_names is not None else str
+    for i, row in enumerate(axes):
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].imshow(shown[i], cmap="gray", vmin=0, vmax=1)
+        wrong = labels[i] != predictions[i]
+        row[0].set_title(f"{caption(labels[i])}→{caption(predictions[i])}", fontsize=7,
+                         color="tab:red" if wrong else "black")
+        for j, name in enumerate(names):
+            m = _map_2d(maps[name][i])
+            lim = float(np.abs(m).max()) or 1.0
+            if (m < 0).any():
+                row[j + 1].imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            else:
+                row[j + 1].imshow(m, cmap="inferno", vmin=0, vmax=lim)
+            if i == 0:
+                row[j + 1].set_title(name, fontsize=8)
+    axes[0, 0].set_title(f"image\n{axes[0, 0].get_title()}", fontsize=7,
+                         color=axes[0, 0].title.get_color())
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -616,5 +659,60 @@ def ablation_plot(rows: Sequence[dict], *, title: str) -> plt.Figure:
     ax.invert_yaxis()
     ax.set(xlabel="change of test accuracy vs the full recipe (percentage points)", title=title)
     ax.legend(loc="best", fontsize=7)
+def deletion_curves(curves: dict[str, dict], *, title: str) -> plt.Figure:
+    """Accuracy against the fraction of pixels deleted (``attribution.deletion_curve`` results,
+    one per method): solid, the most-attributed pixels first; dashed, as many random pixels
+    (one grey line when every method's random curve is the same)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    # the same images and key give every method the same random curve: drawn once, in grey
+    shared = len({(tuple(c["fractions"]), tuple(c["random"])) for c in curves.values()}) == 1
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = plt.cm.tab10(i % 10)
+        percent = 100 * np.asarray(curve["fractions"])
+        ax.plot(percent, curve["attributed"], "-o", ms=3, color=colour, label=f"{name}: most attributed first")
+        if not shared:
+            ax.plot(percent, curve["random"], "--", color=colour, alpha=0.7, label=f"{name}: random pixels")
+    if shared:
+        ax.plot(percent, curve["random"], "--", color="0.4", label="random pixels")
+    ax.set_ylim(0, 1.02)
+    ax.set(xlabel="pixels deleted (set to background), %", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curves(results: dict[str, dict[str, dict[float, float]]], *, title: str) -> plt.Figure:
+    """Accuracy against the attack radius: ``results[model][attack] = {epsilon: accuracy}``
+    (``robustness.accuracy_under_attack``); one colour per model, one line style per attack."""
+    styles = ["-o", "--s", ":^", "-.v"]
+    attacks = sorted({a for per_model in results.values() for a in per_model})
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (model, per_model) in enumerate(results.items()):
+        for attack, curve in per_model.items():
+            eps = sorted(curve)
+            ax.plot(eps, [curve[e] for e in eps], styles[attacks.index(attack) % len(styles)], ms=3,
+                    color=plt.cm.tab10(i % 10), label=f"{model}, {attack.upper()}")
+    ax.set_ylim(0, 1.02)
+    ax.set(xlabel="epsilon (L-infinity, fraction of the pixel range)", ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def corruption_curves(results: dict[str, dict[str, dict[int, float]]], *, title: str) -> plt.Figure:
+    """One panel per corruption: accuracy against severity, one line per model, severity 0 the
+    clean images. ``results[model]`` is ``robustness.accuracy_under_corruptions``'s output."""
+    kinds = [k for k in next(iter(results.values())) if k != "clean"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds) + 1.5, 3.0), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds):
+        for i, (model, table) in enumerate(results.items()):
+            points = {**table.get("clean", {}), **table[kind]}
+            levels = sorted(points)
+            ax.plot(levels, [points[s] for s in levels], "-o", ms=3, color=plt.cm.tab10(i % 10), label=model)
+        ax.set_xticks(sorted({s for table in results.values() for s in {**table.get("clean", {}), **table[kind]}}))
+        ax.set(title=kind.replace("_", " "), xlabel="severity (0: clean)")
+    axes[0, 0].set(ylabel="accuracy", ylim=(0, 1.02))
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -757,17 +757,19 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
-def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, jax.Array], Any], inputs: np.ndarray,
+def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, Any], Any], inputs: Any,
                   batch_size: int = 1000, data_parallel: parallel_lib.DataParallel | None = None) -> Any:
     """``fn(model, batch)`` in eval mode over ``inputs`` (examples along the first axis), jitted
     once: fixed-size batches (the last one padded), the outputs (a pytree) cut back to
     ``len(inputs)`` rows. The one batched-inference helper of the package (:func:`predict`,
-    the sequence models' completions and frames, embeddings).
+    the sequence models' completions and frames, embeddings, attributions and attacks).
 
-    With several devices (``data_parallel``, default: this process's) each batch is split
-    over them.
+    ``inputs`` is an array or a pytree of arrays of one length (e.g. ``(images, labels)``);
+    ``fn`` gets a batch of the same structure. With several devices (``data_parallel``,
+    default: this process's) each batch is split over them.
     """
-    inputs = np.asarray(inputs)
+    inputs = jax.tree.map(np.asarray, inputs)
+    num = validate.same_length("apply_batched(inputs)", **{str(i): a for i, a in enumerate(jax.tree.leaves(inputs))})
     model.eval()
     graphdef, state = nnx.split(model)
     dp = data_parallel if data_parallel is not None else parallel_lib.DataParallel(jax.local_devices())
@@ -778,9 +780,9 @@ def apply_batched(model: nnx.Module, fn: Callable[[nnx.Module, jax.Array], Any],
 
     apply = jax.jit(apply, **dp.jit_kwargs())   # outputs replicated: every process gets every row
 
-    idx, _ = data_lib.eval_batches(len(inputs), dp.eval_batch_size(batch_size, len(inputs)))
-    outs = [jax.device_get(apply(state, dp.shard_batch(inputs[i]))) for i in idx]
-    return jax.tree.map(lambda *parts: np.concatenate(parts)[: len(inputs)], *outs)
+    idx, _ = data_lib.eval_batches(num, dp.eval_batch_size(batch_size, num))
+    outs = [jax.device_get(apply(state, jax.tree.map(lambda a: dp.shard_batch(a[i]), inputs))) for i in idx]
+    return jax.tree.map(lambda *parts: np.concatenate(parts)[:num], *outs)
 
 
 def predict(model: nnx.Module, images: np.ndarray, batch_size: int = 1000,

@@ -209,6 +209,23 @@ def labels(value, name: str, *, num_classes: int | None = None, length: int | No
     return a
 
 
+def pixel_images(value, name: str, *, image_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Pixel images ``(N, H, W, C)``: uint8 0..255 as :mod:`imgmine_jax.data` stores them, or
+    floats on [0, 1] (``images / 255``). Normalised [-1, 1] images are refused, not guessed."""
+    a = array(value, name, ndim=4, dtype="number", finite=True, nonempty=True)
+    if a.dtype != np.uint8:
+        if a.dtype.kind != "f":
+            fail(name, value, "uint8 pixels (0..255) or float pixels in [0, 1]", TypeError)
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{name} must be uint8 pixels (0..255) or float pixels in [0, 1]; got float values "
+                             f"in [{lo:g}, {hi:g}] (normalised images? pass the uint8 images, or images / 255)")
+    if image_shape is not None and tuple(a.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{name} must have images of shape (H, W, C) = {tuple(image_shape)}; "
+                         f"got {tuple(a.shape[1:])} (array shape {a.shape})")
+    return a
+
+
 def same_length(name: str, **arrays) -> int:
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) > 1:
@@ -468,6 +485,67 @@ def build_call(cls, name: str, config, seed) -> None:
         raise TypeError(f"build({name!r}, config) got arguments {unknown} that {cls.__name__} does not take; "
                         f"expected some of {sorted(params)}")
     integer(seed, "build(seed)", min=0)
+
+
+# --------------------------------------------------------------------------- attributions and attacks
+
+def rng_key(value, name: str):
+    """A ``jax.random.key(...)`` (a typed key), or an integer seed >= 0 made into one."""
+    import jax
+
+    if is_int(value):
+        return jax.random.key(integer(value, name, min=0, max=2 ** 32 - 1))
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and getattr(value, "shape", None) == ():
+        return value
+    fail(name, value, "a key from jax.random.key(seed), or an integer seed >= 0", TypeError)
+
+
+def probe_call(where: str, model, images_, labels_, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier, pixel images for it and one true label each, and a batch size; returns
+    ``(images, labels)`` as numpy arrays."""
+    module(model, f"{where}(model)")
+    x = pixel_images(images_, f"{where}(images)", image_shape=getattr(model, "image_shape", None))
+    y = labels(labels_, f"{where}(labels)", num_classes=model_output_classes(model), length=len(x))
+    integer(batch_size, f"{where}(batch_size)", min=1)
+    return x, y
+
+
+def _item(name: str, i: int) -> str:
+    """The name of element ``i`` of argument ``name``: ``f(xs)`` -> ``f(xs[i])``."""
+    return f"{name[:-1]}[{i}])" if name.endswith(")") else f"{name}[{i}]"
+
+
+def epsilon(value, name: str) -> float:
+    """An attack's L-infinity radius as a fraction of the pixel range: a number in [0, 1]."""
+    return number(value, name, min=0.0, max=1.0)
+
+
+def epsilons(value, name: str) -> list[float]:
+    """A non-empty list of attack radii, each in [0, 1]."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
+        fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
+    if len(value) == 0:
+        fail(name, value, "a non-empty list of numbers in [0, 1]")
+    return [epsilon(v, _item(name, i)) for i, v in enumerate(value)]
+
+
+def fractions(value, name: str) -> list[float]:
+    """A non-empty list of fractions in [0, 1] (of an image's pixels)."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
+        fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
+    if len(value) == 0:
+        fail(name, value, "a non-empty list of numbers in [0, 1]")
+    return [number(v, _item(name, i), min=0.0, max=1.0) for i, v in enumerate(value)]
+
+
+def severities(value, name: str) -> list[int]:
+    """A non-empty list of corruption severities, each an integer in 1..5."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
+        fail(name, value, "a non-empty list of integers in [1, 5]", TypeError)
+    if len(value) == 0:
+        fail(name, value, "a non-empty list of integers in [1, 5]")
+    return [integer(v, _item(name, i), min=1, max=5) for i, v in enumerate(value)]
 
 
 # --------------------------------------------------------------------------- metrics

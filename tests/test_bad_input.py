@@ -14,7 +14,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imgmine_jax import baselines, checkpoint, classifier, data, metrics, models, moving_mnist, recipes, run, train
+from imgmine_jax import (
+    attribution,
+    baselines,
+    checkpoint,
+    classifier,
+    data,
+    metrics,
+    models,
+    moving_mnist,
+    recipes,
+    robustness,
+    run,
+    train,
+)
 
 NB01 = run.NOTEBOOK_DIR / "01_cnn_classification.ipynb"
 
@@ -404,6 +417,43 @@ CASES = [
     ("softmax-twice floor of one class", lambda t: baselines.softmax_twice_floor(1), ValueError, r"num_classes\) must be an integer >= 2; got 1"),
     ("double-softmax test set larger than the split", lambda t: baselines.double_softmax_cost("mnist", test_size=20_000, log=None),
      ValueError, r"double_softmax_cost\(test_size\) must be an integer in \[1, 10000\]; got 20000"),
+    # --- attributions and attacks (notebook 05)
+    ("unknown attack", lambda t: robustness.accuracy_under_attack(_model(), IMG(2, 28, 28, 1), [0, 1], attack="cw", epsilons=[0.1]),
+     ValueError, r"accuracy_under_attack\(attack\) must be one of \['fgsm', 'pgd'\]; got 'cw'"),
+    ("epsilon above one", lambda t: robustness.fgsm(_model(), IMG(2, 28, 28, 1), [0, 1], 8), ValueError, r"fgsm\(epsilon\) must be a finite number in \[0, 1\]; got 8"),
+    ("negative epsilon", lambda t: robustness.pgd(_model(), IMG(2, 28, 28, 1), [0, 1], -0.1), ValueError, r"pgd\(epsilon\) must be .*\[0, 1\]; got -0\.1"),
+    ("epsilon a string", lambda t: robustness.pgd(_model(), IMG(2, 28, 28, 1), [0, 1], "0.1"), TypeError, r"pgd\(epsilon\) must be a finite number in \[0, 1\]; got '0\.1'"),
+    ("NaN epsilon in a list", lambda t: robustness.accuracy_under_attack(_model(), IMG(2, 28, 28, 1), [0, 1], attack="fgsm", epsilons=[0.1, NAN]),
+     ValueError, r"epsilons\[1\]\) must be a finite number in \[0, 1\]; got nan"),
+    ("no epsilons", lambda t: robustness.accuracy_under_attack(_model(), IMG(2, 28, 28, 1), [0, 1], attack="pgd", epsilons=[]),
+     ValueError, r"epsilons\) must be a non-empty list of numbers in \[0, 1\]; got \[\]"),
+    ("zero PGD steps", lambda t: robustness.pgd(_model(), IMG(2, 28, 28, 1), [0, 1], 0.1, steps=0), ValueError, r"pgd\(steps\) must be an integer >= 1; got 0"),
+    ("PGD key a string", lambda t: robustness.pgd(_model(), IMG(2, 28, 28, 1), [0, 1], 0.1, key="a"), TypeError, r"pgd\(key\) must be a key from jax\.random\.key.*got 'a'"),
+    ("fewer labels than attacked images", lambda t: robustness.fgsm(_model(), IMG(3, 28, 28, 1), [0, 1], 0.1), ValueError, r"fgsm\(labels\) must hold one label per example \(3\); got 2 labels"),
+    ("attacked label beyond the classes", lambda t: robustness.fgsm(_model(), IMG(2, 28, 28, 1), [0, 10], 0.1), ValueError, r"fgsm\(labels\) must lie in \[0, 9\].*got label 10"),
+    ("normalised images to an attack", lambda t: robustness.fgsm(_model(), np.full((2, 28, 28, 1), -1.0, F32), [0, 1], 0.1),
+     ValueError, r"uint8 pixels \(0\.\.255\) or float pixels in \[0, 1\]; got float values in \[-1, -1\]"),
+    ("attacked images of another size", lambda t: robustness.pgd(_model(), IMG(2, 32, 32, 1), [0, 1], 0.1), ValueError, r"\(H, W, C\) = \(28, 28, 1\); got \(32, 32, 1\)"),
+    ("unknown corruption", lambda t: robustness.corrupt(IMG(2, 28, 28, 1), "fog", 1, key=0), ValueError, r"corrupt\(kind\) must be one of \['gaussian_noise', 'blur', 'rotation', 'contrast'\]; got 'fog'"),
+    ("corruption severity six", lambda t: robustness.corrupt(IMG(2, 28, 28, 1), "blur", 6, key=0), ValueError, r"corrupt\(severity\) must be an integer in \[1, 5\]; got 6"),
+    ("corruption severity zero in a list", lambda t: robustness.accuracy_under_corruptions(_model(), IMG(2, 28, 28, 1), [0, 1], severities=[0, 1], key=0),
+     ValueError, r"severities\[0\]\) must be an integer in \[1, 5\]; got 0"),
+    ("misspelt corruption in a list", lambda t: robustness.accuracy_under_corruptions(_model(), IMG(2, 28, 28, 1), [0, 1], kinds=["blurr"], key=0),
+     ValueError, r"kinds\[0\]\) must be one of .*got 'blurr'"),
+    ("rotation angles of another count", lambda t: robustness.rotate(IMG(3, 28, 28, 1), [0.0, 90.0]), ValueError, r"one angle or one per image \(3\); got 2"),
+    ("zero integrated-gradient steps", lambda t: attribution.integrated_gradients(_model(), IMG(2, 28, 28, 1), [0, 1], steps=0),
+     ValueError, r"integrated_gradients\(steps\) must be an integer >= 1; got 0"),
+    ("baseline of another size", lambda t: attribution.integrated_gradients(_model(), IMG(2, 28, 28, 1), [0, 1], baseline=IMG(14, 14, 1)),
+     ValueError, r"baseline\) must have images of shape \(H, W, C\) = \(28, 28, 1\); got \(14, 14, 1\)"),
+    ("occlusion patch larger than the image", lambda t: attribution.occlusion(_model(), IMG(2, 28, 28, 1), [0, 1], patch=30),
+     ValueError, r"occlusion\(patch\) must be an integer in \[1, 28\]; got 30"),
+    ("occlusion stride beyond the patch", lambda t: attribution.occlusion(_model(), IMG(2, 28, 28, 1), [0, 1], patch=4, stride=5),
+     ValueError, r"occlusion\(stride\) must be an integer in \[1, 4\]; got 5"),
+    ("saliency with labels of another count", lambda t: attribution.saliency(_model(), IMG(2, 28, 28, 1), [0]), ValueError, r"saliency\(labels\) must hold one label per example \(2\); got 1"),
+    ("deletion maps of another shape", lambda t: attribution.deletion_curve(_model(), IMG(2, 28, 28, 1), [0, 1], np.zeros((2, 14, 14)), key=0),
+     ValueError, r"one \(H, W\) map per image, shape \(2, 28, 28\); got \(2, 14, 14\)"),
+    ("deletion fraction above one", lambda t: attribution.deletion_curve(_model(), IMG(2, 28, 28, 1), [0, 1], np.zeros((2, 28, 28)), fractions=[0.5, 2], key=0),
+     ValueError, r"fractions\[1\]\) must be a finite number in \[0, 1\]; got 2"),
     # --- environment
     ("artifacts directory that is a file", lambda t: _with_env("IMGMINE_ARTIFACTS", str(_file(t)), checkpoint.artifacts_dir),
      ValueError, r"\$IMGMINE_ARTIFACTS .* must be a directory; got '.*afile', which is a file"),

@@ -88,3 +88,32 @@ def test_ablation_plot_shows_every_arm_but_the_full_one_and_every_seed():
         assert sum(len(line.get_xdata()) for line in dots) == 4
     finally:
         plt.close(fig)
+
+
+def test_notebook_05_figures_draw_every_series():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    maps = {"saliency": rng.random((3, 28, 28)), "integrated gradients": rng.normal(size=(3, 28, 28, 1))}
+    figs = [plots.attribution_grid(images, maps, np.array([1, 2, 3]), np.array([1, 2, 4]), title="t")]
+    assert len(figs[0].axes) == 3 * 3
+    assert figs[0].axes[2 * 3].title.get_color() != figs[0].axes[0].title.get_color(), "a mistake is not marked"
+    curve = {"fractions": [0.0, 0.1, 0.5], "attributed": [0.9, 0.5, 0.1], "random": [0.9, 0.88, 0.7]}
+    figs.append(plots.deletion_curves({"saliency": curve, "occlusion": curve}, title="t"))
+    assert len(figs[-1].axes[0].lines) == 3   # one shared random curve
+    other = {**curve, "random": [0.9, 0.85, 0.6]}
+    figs.append(plots.deletion_curves({"saliency": curve, "occlusion": other}, title="t"))
+    assert len(figs[-1].axes[0].lines) == 4
+    attacks = {"fgsm": {0.0: 0.99, 0.1: 0.7, 0.3: 0.2}, "pgd": {0.0: 0.99, 0.1: 0.5, 0.3: 0.0}}
+    figs.append(plots.robustness_curves({"SeedCNN": attacks, "ResNet": attacks}, title="t"))
+    assert len(figs[-1].axes[0].lines) == 4
+    table = {"clean": {0: 0.99}, "blur": {1: 0.98, 3: 0.9, 5: 0.6}, "rotation": {1: 0.97, 3: 0.8, 5: 0.3}}
+    figs.append(plots.corruption_curves({"SeedCNN": table, "ResNet": table}, title="t"))
+    assert [ax.get_title() for ax in figs[-1].axes] == ["blur", "rotation"]
+    assert [len(line.get_xdata()) for line in figs[-1].axes[0].lines] == [4, 4]   # the clean point included
+    for fig in figs:
+        for ax in fig.axes:
+            if ax.lines:
+                assert ax.get_xlabel() and ax.get_ylabel() or ax is not fig.axes[0]
+        plt.close(fig)
