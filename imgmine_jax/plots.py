@@ -593,6 +593,33 @@ def learning_curve_plot(rows: Sequence[dict], *, title: str, crossing: float | N
     ax.set_xscale("log")
     ax.set(xlabel="training images (log scale)", ylabel="test accuracy", title=title)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def ablation_plot(rows: Sequence[dict], *, title: str) -> plt.Figure:
+    """Each ablation arm's change of test accuracy against the full recipe (percentage points),
+    from :func:`imgmine_jax.baselines.ablate`'s rows: a bar at the mean over seeds, one dot per
+    seed, so the seed-to-seed spread is seen next to the effect."""
+    full = next(r for r in rows if r["arm"] == "full")
+    arms = [r for r in rows if r["arm"] != "full"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.55 * max(len(arms), 1)))
+    y = np.arange(len(arms))
+    ax.barh(y, [100 * r["delta"] for r in arms], color="tab:blue", alpha=0.6, label="mean over seeds")
+    for i, r in enumerate(arms):
+        deltas = [100 * (a - full["test_accuracy"]) for a in r["accuracies"]]
+        ax.plot(deltas, [i] * len(deltas), "k.", ms=6, label="one seed" if i == 0 else None)
+    full_spread = [100 * (a - full["test_accuracy"]) for a in full["accuracies"]]
+    ax.axvspan(min(full_spread), max(full_spread), color="gray", alpha=0.2, label="full recipe's seed spread")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [r["arm"] for r in arms])
+    ax.invert_yaxis()
+    ax.set(xlabel="change of test accuracy vs the full recipe (percentage points)", title=title)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- notebook 05: attributions and robustness
 
 def _map_2d(m: np.ndarray) -> np.ndarray:
@@ -640,25 +667,6 @@ def attribution_grid(images: np.ndarray, maps: dict[str, np.ndarray], labels: np
     return fig
 
 
-def ablation_plot(rows: Sequence[dict], *, title: str) -> plt.Figure:
-    """Each ablation arm's change of test accuracy against the full recipe (percentage points),
-    from :func:`imgmine_jax.baselines.ablate`'s rows: a bar at the mean over seeds, one dot per
-    seed, so the seed-to-seed spread is seen next to the effect."""
-    full = next(r for r in rows if r["arm"] == "full")
-    arms = [r for r in rows if r["arm"] != "full"]
-    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.55 * max(len(arms), 1)))
-    y = np.arange(len(arms))
-    ax.barh(y, [100 * r["delta"] for r in arms], color="tab:blue", alpha=0.6, label="mean over seeds")
-    for i, r in enumerate(arms):
-        deltas = [100 * (a - full["test_accuracy"]) for a in r["accuracies"]]
-        ax.plot(deltas, [i] * len(deltas), "k.", ms=6, label="one seed" if i == 0 else None)
-    full_spread = [100 * (a - full["test_accuracy"]) for a in full["accuracies"]]
-    ax.axvspan(min(full_spread), max(full_spread), color="gray", alpha=0.2, label="full recipe's seed spread")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [r["arm"] for r in arms])
-    ax.invert_yaxis()
-    ax.set(xlabel="change of test accuracy vs the full recipe (percentage points)", title=title)
-    ax.legend(loc="best", fontsize=7)
 def deletion_curves(curves: dict[str, dict], *, title: str) -> plt.Figure:
     """Accuracy against the fraction of pixels deleted (``attribution.deletion_curve`` results,
     one per method): solid, the most-attributed pixels first; dashed, as many random pixels
