@@ -13,6 +13,9 @@ which parameter is which recipe value).
 * :data:`ROW_CLASSIFIER`, :data:`VIDEO` -- notebook 02's row-by-row LSTM/GRU and ConvLSTM.
 * :data:`GAN` -- notebook 03's DCGAN networks, task and schedule.
 * :data:`LABEL_NOISE_FOLDS` -- notebook 04's out-of-fold SeedCNNs.
+* :data:`TRADITIONAL_TRAIN_SIZES`, :data:`LEARNING_CURVE`, :data:`ABLATIONS` /
+  :data:`ABLATION_BUDGET`, :data:`ARTICLE_CNN` -- notebook 05's traditional baselines,
+  learning curve, ablations and the source articles' CNN.
 """
 from __future__ import annotations
 
@@ -116,40 +119,6 @@ LABEL_NOISE_FOLDS = TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3, sch
                                 weight_decay=1e-4)
 
 
-def _fields(prefix: str, cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, tuple[Any, str]]:
-    return {prefix + n: (cfg, n) for n in names}
-
-
-# notebook -> {parameter name: (recipe object, field or key)}: each parameter's value in the
-# notebook's parameters cell must equal the recipe's (tests/test_recipes.py).
-NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[Any, str]]] = {
-    "01_cnn_classification": {
-        **{f.name: (CLASSIFIER, f.name) for f in dataclasses.fields(ClassifierRecipe)},
-        "baseline_epochs": (BASELINE, "epochs"), "baseline_learning_rate": (BASELINE, "learning_rate"),
-    },
-    "02_rnn_sequence_prediction": {
-        **_fields("row_", ROW_CLASSIFIER, ("epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay")),
-        "row_hidden": (ROW_ARCH, "hidden"), "row_layers": (ROW_ARCH, "num_layers"),
-        **_fields("video_", VIDEO, ("epochs", "batch_size", "learning_rate", "warmup_epochs")),
-        "video_embed": (VIDEO_ARCH, "embed"), "video_hidden": (VIDEO_ARCH, "hidden"),
-    },
-    "03_gan_generation": {
-        "epochs": (GAN, "epochs"), "batch_size": (GAN, "batch_size"), "schedule": (GAN, "schedule"),
-        **{k: (GAN_ARCH, k) for k in GAN_ARCH}, **{k: (GAN_TASK, k) for k in GAN_TASK},
-    },
-    "04_image_mining": {
-        "classifier_model": (CLASSIFIER, "model"),
-        **_fields("noise_", LABEL_NOISE_FOLDS, ("epochs", "batch_size", "learning_rate")),
-    },
-}
-
-
-def recipe_value(source: Any, name: str) -> Any:
-    """``source[name]`` of a dict, else the attribute; tuples as lists (as a notebook writes them)."""
-    value = source[name] if isinstance(source, Mapping) else getattr(source, name)
-    return list(value) if isinstance(value, tuple) else value
-
-
 # --------------------------------------------------------------------------- notebook 05
 # Notebook 05's budgets are short on purpose: the whole notebook must fit 30 minutes on a
 # 2-core CPU. Its parameters cell shows these values; the measured times behind them are in
@@ -184,6 +153,48 @@ ABLATION_BUDGET: dict[str, Any] = {"epochs": 2, "train_size": 10_000, "seeds": [
 #: articles give 5 (C) or 10 (A, E) epochs, notebook 05 trains 1 on the cost of the error.
 ARTICLE_CNN = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0.0,
                           weight_decay=0.0)
+
+
+def _fields(prefix: str, cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, tuple[Any, str]]:
+    return {prefix + n: (cfg, n) for n in names}
+
+
+# notebook -> {parameter name: (recipe object, field or key)}: each parameter's value in the
+# notebook's parameters cell must equal the recipe's (tests/test_recipes.py).
+NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[Any, str]]] = {
+    "01_cnn_classification": {
+        **{f.name: (CLASSIFIER, f.name) for f in dataclasses.fields(ClassifierRecipe)},
+        "baseline_epochs": (BASELINE, "epochs"), "baseline_learning_rate": (BASELINE, "learning_rate"),
+    },
+    "02_rnn_sequence_prediction": {
+        **_fields("row_", ROW_CLASSIFIER, ("epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay")),
+        "row_hidden": (ROW_ARCH, "hidden"), "row_layers": (ROW_ARCH, "num_layers"),
+        **_fields("video_", VIDEO, ("epochs", "batch_size", "learning_rate", "warmup_epochs")),
+        "video_embed": (VIDEO_ARCH, "embed"), "video_hidden": (VIDEO_ARCH, "hidden"),
+    },
+    "03_gan_generation": {
+        "epochs": (GAN, "epochs"), "batch_size": (GAN, "batch_size"), "schedule": (GAN, "schedule"),
+        **{k: (GAN_ARCH, k) for k in GAN_ARCH}, **{k: (GAN_TASK, k) for k in GAN_TASK},
+    },
+    "04_image_mining": {
+        "classifier_model": (CLASSIFIER, "model"),
+        **_fields("noise_", LABEL_NOISE_FOLDS, ("epochs", "batch_size", "learning_rate")),
+    },
+    "05_understanding_classifiers": {
+        "classifier_model": (CLASSIFIER, "model"),
+        "traditional_train_sizes": ({"sizes": TRADITIONAL_TRAIN_SIZES}, "sizes"),
+        **{f"curve_{k}": (LEARNING_CURVE, k) for k in ("sizes", "traditional", "features", "epochs", "min_steps")},
+        "ablation_arms": ({"arms": list(ABLATIONS)}, "arms"),
+        **{f"ablation_{k}": (ABLATION_BUDGET, k) for k in ABLATION_BUDGET},
+        "article_epochs": (ARTICLE_CNN, "epochs"),
+    },
+}
+
+
+def recipe_value(source: Any, name: str) -> Any:
+    """``source[name]`` of a dict, else the attribute; tuples as lists (as a notebook writes them)."""
+    value = source[name] if isinstance(source, Mapping) else getattr(source, name)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def ablation(name: str, dataset: str = "mnist", base: ClassifierRecipe = CLASSIFIER,

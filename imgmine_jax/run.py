@@ -103,11 +103,12 @@ def _significant(value: Any, digits: int = 6) -> Any:
     return value
 
 
-def table(header: list[str], rows: list[list[Any]]):
-    """A Markdown table (for ``display``) from a header and rows of cells."""
+def table(header: list[str], rows: list[list[Any]], caption: str | None = None):
+    """A Markdown table (for ``display``) from a header and rows of cells, under a bold ``caption``."""
     from IPython.display import Markdown
 
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines = ([f"**{caption}**", ""] if caption else []) + ["| " + " | ".join(map(str, header)) + " |",
+                                                          "|" + "---|" * len(header)]
     return Markdown("\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]))
 
 

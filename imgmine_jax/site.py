@@ -128,6 +128,19 @@ HEADLINES: tuple[Headline, ...] = (
              "raw pixels {mnist_precision_at_10_pixels:.3f}"),
     Headline("04", "ResNet embedding, MNIST k-means NMI", "mnist_kmeans_nmi_embedding", "{:.3f}", "≥ 0.9",
              (("mnist_kmeans_nmi_embedding", ">=", 0.9),), "raw pixels {mnist_kmeans_nmi_pixels:.3f}"),
+    Headline("05", "ResNet lead over the best traditional model, Fashion-MNIST",
+             "fashion_mnist_resnet_minus_best_traditional", "{:+.2%}", "> 0 (deep ahead)",
+             (("fashion_mnist_resnet_minus_best_traditional", ">", 0.0),),
+             "{fashion_mnist_best_traditional}: {fashion_mnist_best_traditional_test_accuracy:.2%}"),
+    Headline("05", "deletion check: ResNet accuracy, integrated-gradient pixels deleted first",
+             "mnist_resnet_deletion_mean_accuracy_integrated_gradients", "{:.1%}", "— (against random deletion)", (),
+             "random pixels {mnist_resnet_deletion_mean_accuracy_random:.1%} (mean over the deleted fractions)"),
+    Headline("05", "ResNet under PGD attack, ε = 0.1, MNIST", "mnist_resnet_pgd_accuracy_eps_0p1", "{:.1%}",
+             "— (no defence)", (),
+             "FGSM {mnist_resnet_fgsm_accuracy_eps_0p1:.1%}, clean {mnist_resnet_pgd_accuracy_eps_0:.1%}"),
+    Headline("05", "article C's CNN with softmax applied twice: test accuracy",
+             "article_cnn_softmax_twice_test_accuracy", "{:.2%}", "— (the error, measured)", (),
+             "with logits {article_cnn_logits_test_accuracy:.2%}"),
 )
 
 _MARK = {"met": "met", "missed": "**missed**"}
