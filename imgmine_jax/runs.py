@@ -95,13 +95,16 @@ def new_run_dir(notebook: str) -> Path:
 
 
 def git_info() -> dict[str, Any]:
-    """The repository's commit and whether its tracked files differ from it (None outside git)."""
+    """The repository's commit and whether its tracked files differ from it (None outside git).
+
+    ``results/`` does not count: a full run publishes there notebook by notebook, and the
+    notebooks after the first would otherwise all be recorded as run from modified code."""
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
                               timeout=20, check=True).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"))
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

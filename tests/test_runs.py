@@ -335,3 +335,23 @@ def test_run_folders_sort_in_the_order_they_were_made(artifacts):
     made = [runs.new_run_dir("97_order") for _ in range(4)]
     assert runs.run_dirs("97_order") == made
     assert len({d.name[:16] for d in made}) == 4          # one second each
+
+
+def test_published_results_do_not_make_the_code_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "metrics.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(runs, "REPO_ROOT", tmp_path)
+    assert runs.git_info()["dirty"] is False
+    (tmp_path / "results" / "metrics.json").write_text('{"a": 1}')     # a notebook just published
+    assert runs.git_info()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runs.git_info()["dirty"] is True
