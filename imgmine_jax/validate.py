@@ -438,10 +438,7 @@ def sweep_call(make_model, task, train, val, cfg, learning_rates, seeds, *, chec
     if not isinstance(cfg, TrainConfig):
         fail("sweep(cfg)", cfg, "a TrainConfig", TypeError)
     for name, values in (("learning_rates", learning_rates), ("seeds", seeds)):
-        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__"):
-            fail(f"sweep({name})", values, "a non-empty list", TypeError)
-        if len(values) == 0:
-            fail(f"sweep({name})", values, "a non-empty list")
+        sequence(values, f"sweep({name})")
     for i, lr in enumerate(learning_rates):
         number(lr, f"sweep(learning_rates[{i}])", min=0.0, min_open=True)
     for i, seed in enumerate(seeds):
@@ -521,31 +518,32 @@ def epsilon(value, name: str) -> float:
     return number(value, name, min=0.0, max=1.0)
 
 
+def sequence(value, name: str, expected: str = "a non-empty list") -> list:
+    """``value`` as a list: a sized sequence (not a string or a dict; TypeError) with at least one
+    item (ValueError)."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
+        fail(name, value, expected, TypeError)
+    if len(value) == 0:
+        fail(name, value, expected)
+    return list(value)
+
+
 def epsilons(value, name: str) -> list[float]:
     """A non-empty list of attack radii, each in [0, 1]."""
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
-    if len(value) == 0:
-        fail(name, value, "a non-empty list of numbers in [0, 1]")
-    return [epsilon(v, _item(name, i)) for i, v in enumerate(value)]
+    return [epsilon(v, _item(name, i))
+            for i, v in enumerate(sequence(value, name, "a non-empty list of numbers in [0, 1]"))]
 
 
 def fractions(value, name: str) -> list[float]:
     """A non-empty list of fractions in [0, 1] (of an image's pixels)."""
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        fail(name, value, "a non-empty list of numbers in [0, 1]", TypeError)
-    if len(value) == 0:
-        fail(name, value, "a non-empty list of numbers in [0, 1]")
-    return [number(v, _item(name, i), min=0.0, max=1.0) for i, v in enumerate(value)]
+    return [number(v, _item(name, i), min=0.0, max=1.0)
+            for i, v in enumerate(sequence(value, name, "a non-empty list of numbers in [0, 1]"))]
 
 
 def severities(value, name: str) -> list[int]:
     """A non-empty list of corruption severities, each an integer in 1..5."""
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        fail(name, value, "a non-empty list of integers in [1, 5]", TypeError)
-    if len(value) == 0:
-        fail(name, value, "a non-empty list of integers in [1, 5]")
-    return [integer(v, _item(name, i), min=1, max=5) for i, v in enumerate(value)]
+    return [integer(v, _item(name, i), min=1, max=5)
+            for i, v in enumerate(sequence(value, name, "a non-empty list of integers in [1, 5]"))]
 
 
 # --------------------------------------------------------------------------- metrics
