@@ -622,6 +622,15 @@ def ablation_plot(rows: Sequence[dict], *, title: str) -> plt.Figure:
 
 # --------------------------------------------------------------------------- notebook 05: attributions and robustness
 
+def _accuracy_figure(fig: plt.Figure, ax, *, xlabel: str, title: str) -> plt.Figure:
+    """Finish an accuracy-against-strength plot: accuracy on [0, 1], the legend outside, right."""
+    ax.set_ylim(0, 1.02)
+    ax.set(xlabel=xlabel, ylabel="accuracy", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _map_2d(m: np.ndarray) -> np.ndarray:
     """An attribution map ``(H, W)`` or ``(H, W, C)`` as ``(H, W)`` (channels summed)."""
     m = np.asarray(m, np.float64)
@@ -682,11 +691,7 @@ def deletion_curves(curves: dict[str, dict], *, title: str) -> plt.Figure:
             ax.plot(percent, curve["random"], "--", color=colour, alpha=0.7, label=f"{name}: random pixels")
     if shared:
         ax.plot(percent, curve["random"], "--", color="0.4", label="random pixels")
-    ax.set_ylim(0, 1.02)
-    ax.set(xlabel="pixels deleted (set to background), %", ylabel="accuracy", title=title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _accuracy_figure(fig, ax, xlabel="pixels deleted (set to background), %", title=title)
 
 
 def robustness_curves(results: dict[str, dict[str, dict[float, float]]], *, title: str) -> plt.Figure:
@@ -700,11 +705,7 @@ def robustness_curves(results: dict[str, dict[str, dict[float, float]]], *, titl
             eps = sorted(curve)
             ax.plot(eps, [curve[e] for e in eps], styles[attacks.index(attack) % len(styles)], ms=3,
                     color=plt.cm.tab10(i % 10), label=f"{model}, {attack.upper()}")
-    ax.set_ylim(0, 1.02)
-    ax.set(xlabel="epsilon (L-infinity, fraction of the pixel range)", ylabel="accuracy", title=title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _accuracy_figure(fig, ax, xlabel="epsilon (L-infinity, fraction of the pixel range)", title=title)
 
 
 def corruption_curves(results: dict[str, dict[str, dict[int, float]]], *, title: str) -> plt.Figure:
