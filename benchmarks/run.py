@@ -112,9 +112,9 @@ class ProjectStep:
         # The notebooks' recipes (imgmine_jax.recipes) at the benchmark's batch size.
         cfg_spec, b = spec["config"], spec["batch_size"]
         self.name, self.batch_size = name, b
-        if name == "convlstm":   # notebook 02's video model
+        if name == "convlstm":   # the encoder-forecaster ConvLSTM, as the peers define it
             model = rnn.EncoderForecaster(frame_size=cfg_spec["frame_size"], patch=cfg_spec["patch"],
-                                          embed=recipes.VIDEO_ARCH["embed"], hidden=recipes.VIDEO_ARCH["hidden"],
+                                          embed=cfg_spec["embed"], hidden=(cfg_spec["hidden"],),
                                           future=cfg_spec["future"], rngs=nnx.Rngs(0))
             task = sequence.NextFrames(cfg_spec["observed"])
             arrays = {"digits": raw["digits"], "positions": raw["positions"]}

@@ -384,24 +384,42 @@ def frame_strips(observed: np.ndarray, truth: np.ndarray, predictions: dict[str,
 
 def horizon_curves(series: dict[str, dict[str, np.ndarray]], *, title: str,
                    references: dict[str, float] | None = None) -> plt.Figure:
-    """Per-frame MSE and SSIM against the prediction horizon, one line per method.
+    """Per-frame MSE, MAE (where given) and SSIM against the prediction horizon, one line per method.
 
-    ``series[name] = {"mse": (F,), "ssim": (F,)}``; ``references`` are horizontal lines
-    on the MSE panel (e.g. published mean per-frame MSEs).
+    ``series[name] = {"mse": (F,), "ssim": (F,)[, "mae": (F,)]}``; ``references`` are
+    horizontal lines on the MSE panel (e.g. published mean per-frame MSEs).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    panels = [("mse", "MSE per frame (lower is better)", "sum of squared errors over the pixels")]
+    if all("mae" in v for v in series.values()):
+        panels.append(("mae", "MAE per frame (lower is better)", "sum of absolute errors over the pixels"))
+    panels.append(("ssim", "SSIM (higher is better)", "SSIM"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6))
     for name, values in series.items():
-        for ax, key in zip(axes, ("mse", "ssim")):
+        for ax, (key, _, _) in zip(axes, panels):
             v = np.asarray(values[key])
             ax.plot(np.arange(1, len(v) + 1), v, "-o", ms=3, label=name)
     for i, (name, value) in enumerate((references or {}).items()):
         axes[0].axhline(value, color="gray", lw=0.8, ls=("--", ":", "-.")[i % 3], label=name)
-    axes[0].set(title="MSE per frame (lower is better)", xlabel="horizon (frames ahead)",
-                ylabel="sum of squared errors over 64x64 pixels")
-    axes[1].set(title="SSIM (higher is better)", xlabel="horizon (frames ahead)", ylabel="SSIM")
-    for ax in axes:
+    for ax, (_, panel_title, ylabel) in zip(axes, panels):
+        ax.set(title=panel_title, xlabel="horizon (frames ahead)", ylabel=ylabel)
         ax.legend(fontsize=7)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def validation_against_time(histories: dict[str, list[dict]], metric: str = "val_mse", *, title: str,
+                            ylabel: str | None = None, references: dict[str, float] | None = None) -> plt.Figure:
+    """``metric`` after each epoch against the cumulative training time, one line per run:
+    runs of different cost compared at equal time, and whether each was still improving."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, history in histories.items():
+        t = np.cumsum([r["seconds"] for r in history]) / 60.0
+        ax.plot(t, [r[metric] for r in history], "-o", ms=4, label=name)
+    for i, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color="gray", lw=0.8, ls=("--", ":", "-.")[i % 3], label=name)
+    ax.set(xlabel="training time (minutes)", ylabel=ylabel or metric, title=title)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -10,7 +10,8 @@ task: :class:`imgmine_jax.train.Classification` trains a
   of the bottom rows from the top ones.
 * :class:`NextFrames` -- future-frame prediction on Moving MNIST; the frames are
   rendered inside the jitted step from the compact ``{"digits", "positions"}``
-  arrays (:func:`imgmine_jax.moving_mnist.render`).
+  arrays (:func:`imgmine_jax.moving_mnist.render`). :class:`ScheduledSampling` trains
+  an autoregressive predictor on whole sequences, feeding it its own predictions.
 
 Plus jitted, batched evaluation: accuracy after each row, completions, predicted
 frames, and the per-horizon errors of a model and of the baselines.
@@ -161,6 +162,72 @@ class NextFrames(Task):
         return {"loss": jnp.sum(bce * mask), "mse": jnp.sum(mse * mask)}
 
 
+LOSSES = ("bce", "mse", "mse+l1")
+
+
+def frame_loss(kind: str, logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean per-pixel training loss of predicted frames (logits) against true ones in [0, 1].
+
+    ``"bce"``: sigmoid cross-entropy; ``"mse"``: squared error of the sigmoid;
+    ``"mse+l1"``: squared plus absolute error (the absolute error's minimiser is the
+    median, not the mean, so an uncertain pixel is pushed to 0 or 1 rather than grey).
+    """
+    if kind == "bce":
+        return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
+    diff = nnx.sigmoid(logits) - targets
+    if kind == "mse":
+        return jnp.mean(diff ** 2)
+    if kind == "mse+l1":
+        return jnp.mean(diff ** 2 + jnp.abs(diff))
+    raise ValueError(f"unknown frame loss {kind!r}; expected one of {LOSSES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledSampling(NextFrames):
+    """Train an autoregressive predictor (:class:`~imgmine_jax.models.video.ConvLSTMPredictor`)
+    on whole sequences with scheduled sampling (Bengio et al., 2015).
+
+    Every one of the ``T - 1`` next-frame predictions is scored (``loss``, see
+    :func:`frame_loss`). During the future steps the model reads the true previous frame
+    with probability ``ratio`` and its own prediction otherwise; ``ratio`` falls linearly
+    from 1 (teacher forcing) to 0 (test-time behaviour) over the first ``sampling_steps``
+    optimiser steps (0: free-running from the start), drawn per sequence and step.
+    Validation scores the free-running prediction, as :class:`NextFrames` does.
+    """
+
+    loss_kind: str = "bce"
+    sampling_steps: int = 0
+
+    def __post_init__(self):
+        if self.loss_kind not in LOSSES:
+            raise ValueError(f"unknown frame loss {self.loss_kind!r}; expected one of {LOSSES}")
+        if not isinstance(self.sampling_steps, int) or self.sampling_steps < 0:
+            raise ValueError(f"sampling_steps must be an integer >= 0; got {self.sampling_steps!r}")
+
+    def ratio(self, step: jax.Array) -> jax.Array:
+        """Probability of feeding the true frame at optimiser step ``step``."""
+        if self.sampling_steps == 0:
+            return jnp.float32(0.0)
+        return jnp.clip(1.0 - step / self.sampling_steps, 0.0, 1.0).astype(jnp.float32)
+
+    def sequence_loss(self, model, frames, feed_truth):
+        logits = model.rollout(frames, feed_truth)
+        targets = frames[:, 1:]
+        loss = frame_loss(self.loss_kind, logits, targets)
+        mse = frame_mse(nnx.sigmoid(logits[:, -model.future:]), targets[:, -model.future:]).mean()
+        return loss, {"loss": loss, "mse": mse}
+
+    def update(self, model, optimizer, batch, key):
+        frames = moving_mnist.render(batch["digits"], batch["positions"], self.canvas)
+        n = frames.shape[0]
+        feed_truth = jax.random.bernoulli(key, self.ratio(optimizer.step[...]), (n, model.future - 1))
+        grad_fn = nnx.value_and_grad(lambda m: self.sequence_loss(m, frames, feed_truth.astype(jnp.float32)),
+                                     has_aux=True)
+        (_, metrics), grads = grad_fn(model)
+        optimizer.update(model, grads)
+        return {**metrics, "teacher_ratio": self.ratio(optimizer.step[...] - 1)}
+
+
 def predict_frames(model: nnx.Module, observed: np.ndarray, batch_size: int = 100) -> np.ndarray:
     """Predicted future frames, float ``(N, F, S, S)`` in [0, 1], from uint8 observed ``(N, T, S, S)``."""
     fn = lambda m, x: nnx.sigmoid(m(x[..., None].astype(jnp.float32) / 255.0))[..., 0]
@@ -168,7 +235,8 @@ def predict_frames(model: nnx.Module, observed: np.ndarray, batch_size: int = 10
 
 
 def horizon_errors(pred: np.ndarray, target: np.ndarray, ssim_fn: Callable | None = None) -> dict[str, np.ndarray]:
-    """Per-horizon ``mse`` (per-frame sum of squares, averaged over sequences) and ``ssim``.
+    """Per-horizon ``mse`` and ``mae`` (per-frame sums over the pixels, averaged over
+    sequences) and ``ssim``.
 
     ``pred`` and ``target`` are float ``(N, F, S, S)`` in [0, 1]; returns arrays of length F.
     """
@@ -178,22 +246,39 @@ def horizon_errors(pred: np.ndarray, target: np.ndarray, ssim_fn: Callable | Non
     if pred.shape != target.shape:
         raise ValueError(f"predictions {pred.shape} and targets {target.shape} must have one shape")
     mse = np.asarray(frame_mse(jnp.asarray(pred), jnp.asarray(target))).mean(0)
+    mae = np.abs(pred - target).reshape(pred.shape[:2] + (-1,)).sum(-1).mean(0)
     n, f = pred.shape[:2]
     ssim = (ssim_fn or metrics.ssim)(pred.reshape(n * f, *pred.shape[2:]),
                                      target.reshape(n * f, *target.shape[2:])).reshape(n, f).mean(0)
-    return {"mse": mse, "ssim": ssim}
+    return {"mse": mse, "mae": mae, "ssim": ssim}
 
 
 def frame_baselines(observed: np.ndarray, mean_frame: np.ndarray, future: int) -> dict[str, np.ndarray]:
     """Reference predictions ``(N, future, S, S)`` in [0, 1] from uint8 observed frames.
 
     * ``copy_last``: the last observed frame, repeated;
-    * ``mean_frame``: the mean training frame (the best constant under squared error).
+    * ``mean_frame``: the mean training frame (the best constant under squared error);
+    * ``blank``: an all-black frame -- no digit at all. It scores a high SSIM on these
+      mostly black frames, so SSIM is only read together with the MSE.
     """
     last = np.asarray(observed[:, -1:], np.float32) / 255.0
     n = len(observed)
     return {"copy_last": np.repeat(last, future, axis=1),
-            "mean_frame": np.broadcast_to(mean_frame, (n, future) + mean_frame.shape).astype(np.float32)}
+            "mean_frame": np.broadcast_to(mean_frame, (n, future) + mean_frame.shape).astype(np.float32),
+            "blank": np.zeros((n, future) + mean_frame.shape, np.float32)}
+
+
+def video_targets(model: dict[str, np.ndarray], copy_last: dict[str, np.ndarray],
+                  mean_frame: dict[str, np.ndarray]) -> dict[str, bool]:
+    """Notebook 02's targets for a video predictor, from :func:`horizon_errors` outputs:
+    mean per-frame MSE <= 80, mean SSIM >= 0.60 and above copy-last, SSIM above copy-last
+    one frame ahead, MSE at the last horizon <= 120 and below the mean frame's."""
+    return {"mean_mse_at_most_80": bool(model["mse"].mean() <= 80),
+            "mean_ssim_at_least_0.60_and_above_copy_last": bool(
+                model["ssim"].mean() >= 0.60 and model["ssim"].mean() > copy_last["ssim"].mean()),
+            "ssim_above_copy_last_at_t+1": bool(model["ssim"][0] > copy_last["ssim"][0]),
+            "last_horizon_mse_at_most_120_and_below_mean_frame": bool(
+                model["mse"][-1] <= 120 and model["mse"][-1] < mean_frame["mse"][-1])}
 
 
 def mean_frame(sequences: moving_mnist.MovingMnist, batch_size: int = 500) -> np.ndarray:

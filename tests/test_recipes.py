@@ -75,8 +75,8 @@ def test_benchmark_specs_are_the_notebook_recipes():
     assert specs["resnet"] == {"widths": c.widths, "blocks": 1, "dropout": c.dropout,
                                "label_smoothing": c.label_smoothing, "augment_shift": c.augment_shift}
     assert specs["lstm"] == {"hidden": recipes.ROW_ARCH["hidden"]}
-    assert specs["convlstm"]["embed"] == recipes.VIDEO_ARCH["embed"]
-    assert (specs["convlstm"]["hidden"],) == recipes.VIDEO_ARCH["hidden"]
+    # "convlstm" is the encoder-forecaster every framework builds from the spec itself
+    # (notebook 02 has since moved to an autoregressive predictor without a peer version)
     gan_arch = {k: v for k, v in recipes.GAN_ARCH.items() if k != "embed_dim"}
     assert specs["dcgan"] == {**gan_arch, "ema_decay": recipes.GAN_TASK["ema_decay"]}
 

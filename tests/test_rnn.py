@@ -158,8 +158,10 @@ def test_frame_mse_convention_and_baselines():
     target[:, :, :10, :10] = 0.5  # 100 pixels, each off by 0.5 -> 25 per frame
     out = sequence.horizon_errors(pred, target)
     np.testing.assert_allclose(out["mse"], 25.0)
-    assert out["mse"].shape == out["ssim"].shape == (10,)
+    np.testing.assert_allclose(out["mae"], 50.0)
+    assert out["mse"].shape == out["mae"].shape == out["ssim"].shape == (10,)
     observed = np.full((3, 10, 64, 64), 255, np.uint8)
     base = sequence.frame_baselines(observed, np.zeros((64, 64), np.float32), 10)
-    assert base["copy_last"].shape == base["mean_frame"].shape == (3, 10, 64, 64)
+    assert base["copy_last"].shape == base["mean_frame"].shape == base["blank"].shape == (3, 10, 64, 64)
+    assert base["blank"].max() == 0.0
     assert base["copy_last"].max() == 1.0
