@@ -6,8 +6,8 @@ cheap on a CPU -- the trick of Shi et al. (2015) and of the OpenSTL benchmark.
 
 * :class:`ConvLSTMPredictor` -- a stack of ConvLSTM layers (or PredRNN's spatiotemporal
   LSTM) read one frame per step; a 1x1 convolution of the top state predicts the next
-  frame's pixels, or how to move the current frame's pixels (dynamic advection). Autoregressive: after the observed frames each prediction is fed back as the
-  next input, and :meth:`ConvLSTMPredictor.rollout` can feed the true frame instead
+  frame's pixels, or how to move the current frame's pixels (dynamic advection).
+  Autoregressive: after the observed frames each prediction is fed back as the next input, and :meth:`ConvLSTMPredictor.rollout` can feed the true frame instead
   (scheduled sampling) while training.
 * :class:`ConvPredictor` -- SimVP's idea without recurrence: the observed frames,
   encoded frame by frame, are stacked along the channels and a stack of residual 3x3
@@ -140,9 +140,9 @@ class ConvLSTMPredictor(nnx.Module):
     (as logits). ``output="advection"``: it gives, for every patch, where its pixels come
     from -- a softmax over ``advection_kernel`` horizontal and as many vertical offsets --
     and the next frame is the current one moved accordingly (:func:`advect`; the dynamic
-    neural advection of Finn et al., 2016, with separable per-patch kernels). A moving digit is then carried, not redrawn,
-    so it stays sharp; the weights start on the centre (the prediction starts as
-    "copy the last frame").
+    neural advection of Finn et al., 2016, with separable per-patch kernels). A moving
+    digit is then carried, not redrawn; the weights start on the centre (the prediction
+    starts as "copy the last frame").
 
     The time loop is unrolled (a Python loop over the 19 steps): XLA:CPU runs the
     backward pass of a convolution inside a scanned loop an order of magnitude slower
