@@ -7,7 +7,8 @@ cheap on a CPU -- the trick of Shi et al. (2015) and of the OpenSTL benchmark.
 * :class:`ConvLSTMPredictor` -- a stack of ConvLSTM layers (or PredRNN's spatiotemporal
   LSTM) read one frame per step; a 1x1 convolution of the top state predicts the next
   frame's pixels, or how to move the current frame's pixels (dynamic advection).
-  Autoregressive: after the observed frames each prediction is fed back as the next input, and :meth:`ConvLSTMPredictor.rollout` can feed the true frame instead
+  Autoregressive: after the observed frames each prediction is fed back as the next
+  input, and :meth:`ConvLSTMPredictor.rollout` can feed the true frame instead
   (scheduled sampling) while training.
 * :class:`ConvPredictor` -- SimVP's idea without recurrence: the observed frames,
   encoded frame by frame, are stacked along the channels and a stack of residual 3x3
