@@ -255,11 +255,54 @@ class Classification(Task):
         accuracy = (logits.argmax(-1) == batch["label"]).mean()
         return loss, {"loss": loss, "accuracy": accuracy}
 
+    def predicted_classes(self, outputs: np.ndarray) -> np.ndarray:
+        """The classes of :func:`predict`'s outputs: the largest logit."""
+        return np.asarray(outputs).argmax(-1)
+
     def eval_sums(self, model, batch, mask):
         logits = model(self.inputs(batch))
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         correct = logits.argmax(-1) == batch["label"]
         return {"loss": jnp.sum(ce * mask), "accuracy": jnp.sum(correct * mask)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRegression(Task):
+    """A class label regressed as a number: mean squared error between the model's single output
+    and the label's value (``{"image": uint8, "label": int}`` batches), as a network with a
+    ``Dense(1)`` head trained on MSE does. Accuracy: the output rounded to the nearest class
+    (clipped to ``[0, num_classes - 1]``) equals the label.
+    """
+
+    num_classes: int
+    higher_is_better = frozenset({"accuracy"})
+
+    def __post_init__(self):
+        validate.integer(self.num_classes, "LabelRegression(num_classes)", min=2)
+
+    def _predict(self, model, batch):
+        out = model(data_lib.normalize(batch["image"]))
+        if out.ndim != 2 or out.shape[-1] != 1:
+            raise ValueError(f"LabelRegression needs a model with one output, shape (N, 1); got {out.shape}")
+        return out[:, 0]
+
+    def classes(self, value: jax.Array) -> jax.Array:
+        """The class a regressed value stands for."""
+        return jnp.clip(jnp.round(value), 0, self.num_classes - 1).astype(jnp.int32)
+
+    def predicted_classes(self, outputs: np.ndarray) -> np.ndarray:
+        """The classes of :func:`predict`'s ``(N, 1)`` outputs."""
+        return np.asarray(self.classes(jnp.asarray(outputs)[:, 0]))
+
+    def loss(self, model, batch, key):
+        value = self._predict(model, batch)
+        loss = jnp.mean((value - batch["label"]) ** 2)
+        return loss, {"loss": loss, "accuracy": (self.classes(value) == batch["label"]).mean()}
+
+    def eval_sums(self, model, batch, mask):
+        value = self._predict(model, batch)
+        return {"loss": jnp.sum((value - batch["label"]) ** 2 * mask),
+                "accuracy": jnp.sum((self.classes(value) == batch["label"]) * mask)}
 
 
 # --------------------------------------------------------------------------- steps

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgmine_jax import data, moving_mnist, sequence, train
+from imgmine_jax import data, moving_mnist, recipes, sequence, train
 from imgmine_jax.models import rnn
 
 
@@ -99,6 +99,28 @@ def test_train_step_lowers_loss_row_classifier(mnist_train):
                                         train.Classification(10), batch, 40, 3e-3)
     assert losses[-1] < 0.6 * losses[0]
     assert trainer.compilations("train") == 1
+
+
+def test_article_lstm_head_and_label_regression(mnist_train):
+    """Article C's stacked LSTM (LSTM 50-50, a linear Dense-25 bottleneck): one output regressing
+    the label's value learns, and its rounded output is the predicted class."""
+    model = rnn.RowClassifier(num_classes=1, **recipes.ARTICLE_LSTM_ARCH, rngs=nnx.Rngs(0))
+    assert isinstance(model.head, nnx.Sequential) and model.head.layers[0].out_features == 25
+    assert len(model.rnn.layers) == 2 and model.rnn.hidden == 50
+    task = train.LabelRegression(10)
+    batch = mnist_train.head(64).arrays()
+    losses, trainer = _steps_lower_loss(model, task, batch, 40, 3e-3)
+    assert losses[-1] < 0.5 * losses[0]
+    assert trainer.compilations("train") == 1
+    np.testing.assert_array_equal(task.predicted_classes(np.array([[-3.2], [0.4], [4.5], [6.6], [12.0]])),
+                                  [0, 0, 4, 7, 9])   # rounded half to even, clipped to the classes
+    sums = task.eval_sums(trainer.sync_model(), {"image": batch["image"][:8], "label": batch["label"][:8]}, jnp.ones(8))
+    assert 0 <= float(sums["accuracy"]) <= 8 and float(sums["loss"]) > 0
+    with pytest.raises(ValueError, match=r"one output, shape \(N, 1\); got \(2, 10\)"):
+        task.loss(rnn.RowClassifier(hidden=8, rngs=nnx.Rngs(0)), {"image": batch["image"][:2],
+                                                                 "label": batch["label"][:2]}, None)
+    with pytest.raises(ValueError, match="head_hidden"):
+        rnn.RowClassifier(head_hidden=0, rngs=nnx.Rngs(0))
 
 
 def test_train_step_lowers_loss_row_completer(mnist_train):

@@ -83,18 +83,27 @@ class RowClassifier(nnx.Module):
     :class:`imgmine_jax.train.Classification` trains it unchanged); each row of
     ``W * C`` values is one time step. The head reads the state after the last row
     (bidirectional: the forward state after the last row and the backward state after
-    the first).
+    the first). ``head_hidden`` puts a linear layer of that width before the output layer,
+    with no activation between them (Keras's ``Dense`` default), as the source articles'
+    stacked LSTM has (LSTM 50 -> LSTM 50 -> Dense 25 -> Dense 1:
+    :data:`imgmine_jax.recipes.ARTICLE_LSTM_ARCH`).
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
                  cell: str = "lstm", hidden: int = 128, num_layers: int = 1,
-                 bidirectional: bool = False, *, rngs: nnx.Rngs):
+                 bidirectional: bool = False, head_hidden: int | None = None, *, rngs: nnx.Rngs):
         validate.classifier_args("RowClassifier", num_classes=num_classes, in_channels=in_channels,
                                  image_size=image_size, hidden=hidden, num_layers=num_layers)
+        if head_hidden is not None:
+            validate.integer(head_hidden, "RowClassifier(head_hidden)", min=1, max=16_384)
         self.image_shape = (image_size, image_size, in_channels)
         self.rnn = RecurrentStack(cell, image_size * in_channels, hidden, num_layers, bidirectional,
                                   rngs=rngs)
-        self.head = nnx.Linear(self.rnn.out_features, num_classes, rngs=rngs)
+        if head_hidden is None:
+            self.head = nnx.Linear(self.rnn.out_features, num_classes, rngs=rngs)
+        else:
+            self.head = nnx.Sequential(nnx.Linear(self.rnn.out_features, head_hidden, rngs=rngs),
+                                       nnx.Linear(head_hidden, num_classes, rngs=rngs))
 
     def _rows(self, x: jax.Array) -> jax.Array:
         check_images(x, self.image_shape, where=type(self).__name__)
