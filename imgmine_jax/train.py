@@ -46,7 +46,7 @@ from imgmine_jax.files import atomic_write_bytes, json_default
 
 SCHEDULES = ("constant", "cosine", "onecycle", "linear_decay")
 RESUME_ENV = "IMGMINE_RESUME"   # "0" turns off automatic resumable checkpoints in fit
-CACHE_ENV = "IMGMINE_CACHE"     # "0": fit deletes its automatic checkpoint when done (no reuse)
+CACHE_ENV = "IMGMINE_CACHE"     # "0": no reuse: fit and sweep train and delete their automatic checkpoint
 FINISHED = "finished.json"      # marks an automatic checkpoint directory whose training completed
 
 
@@ -688,10 +688,7 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
     # A finished training is reused only without callbacks: their side effects (a GAN's
     # progression frames, early stopping) would not happen again.
     cacheable = automatic and on_epoch_end is None and epoch_metrics is None
-    finished = cacheable and (checkpoint_dir / FINISHED).is_file()
-    if finished and ckpt_lib.latest_training(checkpoint_dir) is None:
-        (checkpoint_dir / FINISHED).unlink()   # its checkpoint is gone: train again
-        finished = False
+    finished = cacheable and _finished_training(checkpoint_dir)
     done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="run", monitor=monitor, maximize=maximize,
                        keep_best=True, progress=show_progress(progress), log=None if finished else log,
                        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
@@ -702,22 +699,45 @@ def fit(model: nnx.Module, task: Task, train: dict[str, np.ndarray],
         log(f"reused the finished training in {checkpoint_dir} ({len(done.history)} epochs, "
             f"{done.train_seconds:.0f} s of training; {CACHE_ENV}=0 retrains)")
     model = trainer.sync_model(done.best_state)
-    latest = ckpt_lib.latest_training(checkpoint_dir) if automatic else None
-    if not ckpt_lib.is_primary():
-        pass                              # process 0 alone writes the shared directory
-    elif automatic and (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
-                        or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    elif automatic and not finished:
-        # Kept, marked finished: the same call again (a re-run notebook, a runner retry after
-        # a dead kernel) loads this result instead of training again.
-        atomic_write_bytes(checkpoint_dir / FINISHED,
-                           json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
+    if automatic:
+        _settle_automatic_checkpoint(checkpoint_dir, done, cacheable=cacheable, finished=finished)
     ckpt_lib.sync_processes("imgmine fit done")
     _runs.record_training("fit", cfg, done.history, reused=finished, task=repr(task),
                           cache_key=checkpoint_dir.name if automatic else None, train_seconds=done.train_seconds)
     return FitResult(model=model, history=done.history, best_epoch=done.best_epoch,
                      train_seconds=done.train_seconds, trainer=trainer, reused=finished)
+
+
+def _finished_training(checkpoint_dir: Path) -> bool:
+    """Whether an automatic checkpoint directory holds a finished training (marker and checkpoint).
+    With ``$IMGMINE_CACHE=0`` a finished one is deleted, so the call trains from scratch."""
+    if not (checkpoint_dir / FINISHED).is_file():
+        return False
+    if os.environ.get(CACHE_ENV, "1") == "0":
+        if ckpt_lib.is_primary():
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return False
+    if ckpt_lib.latest_training(checkpoint_dir) is None:
+        (checkpoint_dir / FINISHED).unlink()   # its checkpoint is gone: train again
+        return False
+    return True
+
+
+def _settle_automatic_checkpoint(checkpoint_dir: Path, done: "_Progress", *, cacheable: bool,
+                                 finished: bool) -> None:
+    """After :func:`fit` or :func:`sweep` ran into an automatic checkpoint directory: keep it,
+    marked finished, when the call may be reused and its last epoch is saved (the same call
+    again -- a re-run notebook, a runner retry after a dead kernel -- then loads the result
+    instead of training); otherwise delete it. Process 0 alone writes the shared directory."""
+    if not ckpt_lib.is_primary():
+        return
+    latest = ckpt_lib.latest_training(checkpoint_dir)
+    if (not cacheable or os.environ.get(CACHE_ENV, "1") == "0"
+            or latest is None or latest.name != f"epoch-{done.epoch:04d}"):
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    elif not finished:
+        atomic_write_bytes(checkpoint_dir / FINISHED,
+                           json.dumps({"epochs": done.epoch, "train_seconds": done.train_seconds}).encode())
 
 
 def _check_checkpoint_every(checkpoint_every) -> None:
@@ -888,6 +908,7 @@ class SweepResult:
     history: list[dict]           # per epoch; metric values are arrays over members
     train_seconds: float
     states: Any = None            # the members' stacked (model, optimiser) states after training
+    reused: bool = False          # loaded from a finished sweep with the same key, not trained
 
     def final(self, name: str) -> np.ndarray:
         return np.asarray(self.history[-1][name])
@@ -1003,7 +1024,10 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     training with :class:`NonFiniteLossError`, and ``checkpoint_dir`` / ``checkpoint_every``
     save the stacked states, step, history and time with Orbax so that a rerun with the same
     arguments resumes from the newest complete checkpoint and ends bitwise where an
-    uninterrupted sweep ends.
+    uninterrupted sweep ends. Without ``checkpoint_dir`` the directory is automatic, as
+    :func:`fit`'s: an interrupted sweep resumes, and a finished one called again is loaded,
+    history and training time included, instead of trained (``SweepResult.reused``;
+    ``$IMGMINE_CACHE=0`` retrains, ``$IMGMINE_RESUME=0`` runs without checkpoints).
     """
     validate.sweep_call(make_model, task, train, val, cfg, learning_rates, seeds, checkpoint_dir=checkpoint_dir,
                         checkpoint_every=checkpoint_every)
@@ -1024,11 +1048,24 @@ def sweep(make_model: Callable[[nnx.Rngs], nnx.Module], task: Task, train: dict,
     fingerprint = {"config": dataclasses.asdict(cfg), "task": repr(task), "examples": n,
                    "learning_rates": lrs.tolist(), "seeds": member_seeds.tolist(),
                    "data": ckpt_lib.data_fingerprint(train, val)}
+    # As fit: without checkpoint_dir, an automatic one keyed by the configuration, the members,
+    # the architecture (a member built from seed 0), the data and the package code, so an
+    # interrupted sweep resumes and a finished one is loaded instead of trained again.
+    automatic = checkpoint_dir is None and os.environ.get(RESUME_ENV, "1") != "0"
+    if automatic:
+        checkpoint_dir = _automatic_checkpoint_dir(fingerprint, make_model(nnx.Rngs(0)), train,
+                                                   1 if mesh is None else mesh.size)
+    finished = automatic and _finished_training(checkpoint_dir)
     done = _epoch_loop(runner, cfg, n, fingerprint=fingerprint, what="sweep", monitor=None, maximize=False,
-                       keep_best=False, progress=show_progress(progress), log=log, checkpoint_dir=checkpoint_dir,
-                       checkpoint_every=checkpoint_every)
-    _runs.record_training("sweep", cfg, done.history, reused=False, cache_key=None, task=repr(task),
-                          train_seconds=done.train_seconds,
+                       keep_best=False, progress=show_progress(progress), log=None if finished else log,
+                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, train=not finished)
+    if finished and log is not None:
+        log(f"reused the finished sweep in {checkpoint_dir} ({len(done.history)} epochs, "
+            f"{done.train_seconds:.0f} s of training; {CACHE_ENV}=0 retrains)")
+    if automatic:
+        _settle_automatic_checkpoint(checkpoint_dir, done, cacheable=True, finished=finished)
+    _runs.record_training("sweep", cfg, done.history, reused=finished, task=repr(task),
+                          cache_key=checkpoint_dir.name if automatic else None, train_seconds=done.train_seconds,
                           members=[{"learning_rate": float(lr), "seed": int(s)} for lr, s in zip(lrs, member_seeds)])
     return SweepResult(learning_rates=lrs, seeds=member_seeds, history=done.history,
-                       train_seconds=done.train_seconds, states=runner.state)
+                       train_seconds=done.train_seconds, states=runner.state, reused=finished)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgmine_jax import checkpoint, models, train
+from imgmine_jax import checkpoint, files, models, train
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 
@@ -137,6 +137,9 @@ def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_tr
     other_init = train.fit(models.build("seed_cnn", config, seed=7), train.Classification(10), tr.arrays(), None,
                            cfg, progress=False, log=None)
     assert not other_init.reused, "other initial weights under the same configuration must miss the cache"
+    monkeypatch.setenv("IMGMINE_CACHE", "0")
+    assert not run(log=None).reused, "IMGMINE_CACHE=0 trains again even where a finished training is kept"
+    monkeypatch.delenv("IMGMINE_CACHE")
 
     monkeypatch.setenv("IMGMINE_RESUME", "0")
     fresh = run(log=None)
@@ -147,6 +150,30 @@ def test_fit_resumes_by_itself_after_an_interruption_then_reuses_the_finished_tr
     for a, b, c in zip(*(jax.tree.leaves(nnx.state(r.model)) for r in (resumed, fresh, again))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_a_finished_sweep_is_reused_with_its_history_and_time(tmp_path, monkeypatch, mnist_train):
+    """notebook 01 re-run: the vmapped sweep is loaded like fit's trainings, not trained again."""
+    monkeypatch.setenv("IMGMINE_ARTIFACTS", str(tmp_path))
+    tr, va = mnist_train.head(200), mnist_train.take(slice(200, 300))
+    config = models.classifier_config("seed_cnn", 10, (28, 28, 1))
+    make = lambda rngs: models.REGISTRY["seed_cnn"](**config, rngs=rngs)
+    cfg = train.TrainConfig(epochs=2, batch_size=50, schedule="constant", warmup_epochs=0.0, seed=1)
+    run = lambda lrs, **kw: train.sweep(make, train.Classification(10), tr.arrays(), va.arrays(), cfg, lrs, [0, 1],
+                                        progress=False, **kw)
+    first = run([1e-3, 3e-3], log=None)
+    assert not first.reused
+    lines = []
+    again = run([1e-3, 3e-3], log=lines.append)
+    assert again.reused and any(line.startswith("reused the finished sweep") for line in lines), lines
+    assert again.train_seconds == first.train_seconds
+    as_json = lambda history: json.dumps(history, default=files.json_default)
+    assert as_json(again.history) == as_json(first.history)
+    for a, b in zip(jax.tree.leaves(first.states), jax.tree.leaves(again.states)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not run([1e-3, 1e-2], log=None).reused, "another learning rate must miss the cache"
+    monkeypatch.setenv("IMGMINE_CACHE", "0")
+    assert not run([1e-3, 3e-3], log=None).reused
 
 
 def test_cache_off_or_callbacks_leave_no_finished_training(tmp_path, monkeypatch, mnist_train):
