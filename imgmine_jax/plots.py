@@ -559,24 +559,30 @@ def interactive(show, options, *, description: str = "example"):
     ``options``: a ``range`` (a slider) or a sequence of values (a drop-down). Where looking
     is the point -- one test image, one query -- the reader picks another one; the page the
     runner renders keeps the static figure the notebook saved, so in a runner's kernel
-    (``$IMGMINE_OUTPUT_DIR`` set) this shows nothing and returns None. Returns the control.
+    (``$IMGMINE_OUTPUT_DIR`` set) this draws the first option once, closes it unseen (a
+    broken control fails the run, not a reader's session) and returns None. Returns the control.
     """
     import os
 
+    if isinstance(options, range):
+        if len(options) == 0:
+            raise ValueError(f"interactive: options must not be empty; got {options!r}")
+    else:
+        options = list(options)
+        if not options:
+            raise ValueError("interactive: options must not be empty; got an empty sequence")
     if os.environ.get("IMGMINE_OUTPUT_DIR"):
+        fig = show(options[0])
+        if fig is not None:
+            plt.close(fig)
         return None
     import ipywidgets as widgets
     from IPython.display import display
 
     if isinstance(options, range):
-        if len(options) == 0:
-            raise ValueError(f"interactive: options must not be empty; got {options!r}")
         control = widgets.IntSlider(value=options.start, min=options.start, max=options[-1], step=options.step,
                                     description=description, continuous_update=False)
     else:
-        options = list(options)
-        if not options:
-            raise ValueError("interactive: options must not be empty; got an empty sequence")
         control = widgets.Dropdown(options=options, value=options[0], description=description)
     out = widgets.Output()
 

@@ -316,7 +316,10 @@ def test_interactive_control_redraws_and_stays_off_rendered_pages(monkeypatch):
         return fig
 
     monkeypatch.setenv(run.OUTPUT_ENV, "/nonexistent")            # a runner's kernel: the static figure only
-    assert plots.interactive(show, range(5)) is None and shown == []
+    before = plt.get_fignums()
+    assert plots.interactive(show, range(3, 5)) is None             # no control on the rendered page ...
+    assert shown == [3] and plt.get_fignums() == before             # ... but the first option drawn once, closed
+    shown.clear()
     monkeypatch.delenv(run.OUTPUT_ENV)
     slider = plots.interactive(show, range(0, 10, 2), description="test image")
     slider.value = 6
