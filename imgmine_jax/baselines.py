@@ -1,4 +1,5 @@
-"""Notebook 05's measurements of the classifiers against the source articles' claims.
+"""The measurements of the classifiers against the source articles' claims (notebook 05; the
+articles' CNNs also in notebook 01).
 
 * **Traditional versus deep** -- :func:`features` (raw pixels or HOG descriptors) and the
   scikit-learn models of :data:`TRADITIONAL`, compared by :func:`compare` (test accuracy and
@@ -11,9 +12,9 @@
   trained together by the vmapped :func:`imgmine_jax.train.sweep`.
 * **The articles' code** -- :func:`double_softmax_cost`: article C's CNN, whose softmax
   output layer meets a from-logits loss (softmax applied twice), against the same network
-  without the error.
+  without the error; :func:`fit_article_cnn`: the articles' CNNs as notebook 01's baseline rows.
 
-Every function returns a list of plain row dicts (a table: ``pandas.DataFrame(rows)``); the
+Every measurement returns a list of plain row dicts (a table: ``pandas.DataFrame(rows)``); the
 defaults of the notebook's budget live in :mod:`imgmine_jax.recipes`.
 """
 from __future__ import annotations
@@ -396,6 +397,26 @@ def softmax_twice_floor(num_classes: int) -> float:
     return float(math.log(math.e + num_classes - 1) - 1)
 
 
+def article_cnn_config(image_shape: tuple[int, int, int], num_classes: int, convs: Sequence[int],
+                       softmax_output: bool = False) -> dict[str, Any]:
+    """The constructor arguments of :class:`~imgmine_jax.models.cnn.ArticleCNN` for a dataset."""
+    height, _, channels = image_shape
+    return {"num_classes": num_classes, "in_channels": channels, "image_size": height, "convs": list(convs),
+            "softmax_output": softmax_output}
+
+
+def fit_article_cnn(convs: Sequence[int], cfg: train.TrainConfig, train_part: data.ImageDataset,
+                    val_part: data.ImageDataset, *, log: Callable[[str], None] | None = print) -> train.FitResult:
+    """One of the articles' CNNs (``convs``: ``(32, 64)`` for article A, ``(32, 64, 64)`` for C and
+    E; Dense(64)) with logits out, trained with ``cfg`` (the articles': Adam 1e-3, batch 32) on
+    ``train_part``. The last epoch is kept, as the articles' scripts keep it; ``val_part`` is
+    only logged."""
+    config = article_cnn_config(train_part.image_shape, train_part.num_classes, convs)
+    net = models.build("article_cnn", config, seed=cfg.seed)
+    return train.fit(net, train.Classification(train_part.num_classes), train_part.arrays(), val_part.arrays(),
+                     cfg, monitor=None, log=log)
+
+
 def double_softmax_cost(dataset: str = "mnist", *, convs: Sequence[int] = (32, 64, 64),
                         cfg: train.TrainConfig = recipes.ARTICLE_CNN, train_size: int | None = None,
                         test_size: int | None = None, seed: int = 0,
@@ -421,9 +442,7 @@ def double_softmax_cost(dataset: str = "mnist", *, convs: Sequence[int] = (32, 6
     floor = softmax_twice_floor(train_part.num_classes)
     rows = []
     for softmax_output, label in ((True, "softmax twice (article C)"), (False, "logits (corrected)")):
-        height, _, channels = train_part.image_shape
-        config = {"num_classes": train_part.num_classes, "in_channels": channels, "image_size": height,
-                  "convs": list(convs), "softmax_output": softmax_output}
+        config = article_cnn_config(train_part.image_shape, train_part.num_classes, convs, softmax_output)
         net = models.build("article_cnn", config, seed=seed)
         result = train.fit(net, train.Classification(train_part.num_classes), train_part.arrays(), None, cfg,
                            monitor=None, progress=False, log=None, checkpoint_every=cfg.epochs)

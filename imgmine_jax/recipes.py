@@ -16,7 +16,8 @@ which parameter is which recipe value).
 * :data:`LABEL_NOISE_FOLDS` -- notebook 04's out-of-fold SeedCNNs.
 * :data:`TRADITIONAL_TRAIN_SIZES`, :data:`LEARNING_CURVE`, :data:`ABLATIONS` /
   :data:`ABLATION_BUDGET`, :data:`ARTICLE_CNN` -- notebook 05's traditional baselines,
-  learning curve, ablations and the source articles' CNN.
+  learning curve, ablations and the source articles' CNN (:data:`ARTICLE_CNNS`: the two more
+  that notebook 01 trains).
 """
 from __future__ import annotations
 
@@ -171,6 +172,11 @@ ABLATION_BUDGET: dict[str, Any] = {"epochs": 2, "train_size": 10_000, "seeds": [
 ARTICLE_CNN = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, schedule="constant", warmup_epochs=0.0,
                           weight_decay=0.0)
 
+#: The articles' two other CNNs, in notebook 01 on MNIST with :data:`ARTICLE_CNN`'s optimiser: the
+#: convolution widths (Dense 64 after them) and the epochs their article gives (A: 10; C: 5, E: 10).
+ARTICLE_CNNS: dict[str, dict[str, Any]] = {"a": {"convs": (32, 64), "epochs": 10},
+                                           "c": {"convs": (32, 64, 64), "epochs": 5}}
+
 
 def _fields(prefix: str, cfg: TrainConfig, names: tuple[str, ...]) -> dict[str, tuple[Any, str]]:
     return {prefix + n: (cfg, n) for n in names}
@@ -182,6 +188,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[Any, str]]] = {
     "01_cnn_classification": {
         **{f.name: (CLASSIFIER, f.name) for f in dataclasses.fields(ClassifierRecipe)},
         "baseline_epochs": (BASELINE, "epochs"), "baseline_learning_rate": (BASELINE, "learning_rate"),
+        **{f"article_{k}_epochs": (spec, "epochs") for k, spec in ARTICLE_CNNS.items()},
     },
     "02_rnn_sequence_prediction": {
         **_fields("row_", ROW_CLASSIFIER, ("epochs", "batch_size", "learning_rate", "warmup_epochs", "weight_decay")),
