@@ -12,7 +12,8 @@ which parameter is which recipe value).
 * :data:`BASELINE` -- notebook 01's SeedCNN baseline (Adam 1e-3, as in the literature).
 * :data:`ROW_CLASSIFIER`, :data:`ARTICLE_LSTM`, :data:`VIDEO` (and their arch/task/baseline) --
   notebook 02's row-by-row LSTM/GRU, the source articles' stacked LSTM, and video predictors.
-* :data:`GAN` -- notebook 03's DCGAN networks, task and schedule.
+* :data:`GAN` -- notebook 03's DCGAN networks, task and schedule; :data:`ARTICLE_GAN` the
+  source articles' dense GAN beside them.
 * :data:`LABEL_NOISE_FOLDS` -- notebook 04's out-of-fold SeedCNNs.
 * :data:`TRADITIONAL_TRAIN_SIZES`, :data:`LEARNING_CURVE`, :data:`ABLATIONS` /
   :data:`ABLATION_BUDGET`, :data:`ARTICLE_CNN` -- notebook 05's traditional baselines,
@@ -133,6 +134,16 @@ GAN_ARCH = {"latent_dim": 64, "width": 32, "d_width": 64, "upsample": "depth_to_
             "embed_dim": 32}
 GAN_TASK = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "real_label": 1.0, "ema_decay": 0.995}
 
+#: Article C's dense GAN (:class:`~imgmine_jax.models.gan.DenseGenerator` /
+#: :class:`~imgmine_jax.models.gan.DenseDiscriminator`), trained in notebook 03 as a GAN: the
+#: article compiles nothing and never trains its generator through the discriminator, so the
+#: repair trains it with :data:`GAN_TASK`'s task and optimiser (one D step, then one G step
+#: through D, non-saturating loss) at :data:`GAN`'s batch, without weight averaging (the
+#: article samples its generator as trained). Its held-out FID moves little after ten of these
+#: 30 epochs (a few seconds each; ``benchmarks/gan_step.md``).
+ARTICLE_GAN = dataclasses.replace(GAN, epochs=30)
+ARTICLE_GAN_ARCH = {"architecture": "dense", "latent_dim": 100, "hidden": 128}
+
 LABEL_NOISE_FOLDS = TrainConfig(epochs=2, batch_size=32, learning_rate=3e-3, schedule="onecycle", warmup_epochs=0.5,
                                 weight_decay=1e-4)
 
@@ -203,6 +214,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, tuple[Any, str]]] = {
     "03_gan_generation": {
         "epochs": (GAN, "epochs"), "batch_size": (GAN, "batch_size"), "schedule": (GAN, "schedule"),
         **{k: (GAN_ARCH, k) for k in GAN_ARCH}, **{k: (GAN_TASK, k) for k in GAN_TASK},
+        "article_epochs": (ARTICLE_GAN, "epochs"),
     },
     "04_image_mining": {
         "classifier_model": (CLASSIFIER, "model"),

@@ -1,5 +1,5 @@
-"""DCGAN and conditional DCGAN networks for 28x28 images (networks only; training,
-sampling and scoring are in :mod:`imgmine_jax.gan`).
+"""DCGAN and conditional DCGAN networks for 28x28 images, and the source articles' dense GAN
+(networks only; training, sampling and scoring are in :mod:`imgmine_jax.gan`).
 
 * :class:`Generator` -- noise (plus, if conditional, a label embedding) -> dense 7x7 map
   -> two 2x upsamplings to 28x28, batch norm and leaky ReLU between, ``tanh`` output in
@@ -7,7 +7,13 @@ sampling and scoring are in :mod:`imgmine_jax.gan`).
 * :class:`Discriminator` -- two stride-2 4x4 convolutions with leaky ReLU and dropout,
   no batch norm, one logit. Conditional: a projection discriminator (Miyato & Koyama,
   2018): ``logit = w . h + embed(y) . h`` for the flattened features ``h``.
-* :class:`GAN` -- both networks in one module, so that one ``nnx.split`` state holds
+* :class:`DenseGenerator` / :class:`DenseDiscriminator` -- article C's multilayer perceptrons
+  (``z(100) -> Dense(128, relu) -> Dense(784, sigmoid)`` and ``784 -> Dense(128, relu) ->
+  Dense(1, sigmoid)``), with the two fixes that let them meet: the generator's pixels are
+  reshaped to an image and the discriminator flattens its input (as written, a (28, 28)
+  output met a (784,) input); the sigmoid in [0, 1] is mapped linearly onto the data's
+  [-1, 1], and the discriminator's sigmoid moves into the loss (one logit out).
+* :class:`GAN` -- both networks in one module (``architecture="dcgan"`` or ``"dense"``), so that one ``nnx.split`` state holds
   everything that trains (and one checkpoint saves it).
 
 Upsampling is a choice (``upsample``): ``"transpose"`` (4x4 transposed convolution,
@@ -25,6 +31,7 @@ from flax import nnx
 from imgmine_jax.models.common import check_images, depth_to_space
 
 UPSAMPLE = ("transpose", "depth_to_space", "resize")
+ARCHITECTURES = ("dcgan", "dense")
 LEAK = 0.2
 # DCGAN's initialisation (Radford et al., 2016): kernels from N(0, 0.02)
 _init = nnx.initializers.normal(0.02)
@@ -123,11 +130,54 @@ class Discriminator(nnx.Module):
         return logit
 
 
+_glorot = nnx.initializers.glorot_uniform()   # Keras's Dense default, as the article's code has it
+
+
+class DenseGenerator(nnx.Module):
+    """Article C's generator: ``z -> Dense(hidden, relu) -> Dense(H*W*C, sigmoid)``, reshaped to
+    ``(N, H, W, C)`` and mapped from [0, 1] onto the data's [-1, 1] (``2 * sigmoid - 1``)."""
+
+    def __init__(self, latent_dim: int = 100, hidden: int = 128, channels: int = 1, image_size: int = 28, *,
+                 rngs: nnx.Rngs):
+        self.latent_dim, self.num_classes = latent_dim, 0
+        self.image_shape = (image_size, image_size, channels)
+        self.hidden = nnx.Linear(latent_dim, hidden, kernel_init=_glorot, rngs=rngs)
+        self.out = nnx.Linear(hidden, image_size * image_size * channels, kernel_init=_glorot, rngs=rngs)
+
+    def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"DenseGenerator expects latents of shape (N, {self.latent_dim}); got {tuple(z.shape)}")
+        _check_labels(labels, 0, z.shape[0], "DenseGenerator")
+        pixels = jax.nn.sigmoid(self.out(nnx.relu(self.hidden(z))))
+        return (2.0 * pixels - 1.0).reshape(z.shape[0], *self.image_shape)
+
+
+class DenseDiscriminator(nnx.Module):
+    """Article C's discriminator: flatten -> ``Dense(hidden, relu) -> Dense(1)``, one logit per
+    image (the article's output sigmoid is applied by the loss, as ``from_logits``)."""
+
+    def __init__(self, hidden: int = 128, channels: int = 1, image_size: int = 28, *, rngs: nnx.Rngs):
+        self.num_classes = 0
+        self.image_shape = (image_size, image_size, channels)
+        self.hidden = nnx.Linear(image_size * image_size * channels, hidden, kernel_init=_glorot, rngs=rngs)
+        self.out = nnx.Linear(hidden, 1, kernel_init=_glorot, rngs=rngs)
+
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, *,
+                 rngs: jax.Array | None = None) -> jax.Array:
+        """``rngs`` is accepted for the task's common call and unused (no dropout)."""
+        check_images(x, self.image_shape, where="DenseDiscriminator")
+        _check_labels(labels, 0, x.shape[0], "DenseDiscriminator")
+        return self.out(nnx.relu(self.hidden(x.reshape(x.shape[0], -1))))[:, 0]
+
+
 class GAN(nnx.Module):
     """Generator and discriminator together (one state, one checkpoint).
 
     ``num_classes=0`` is the unconditional DCGAN; ``num_classes=10`` the conditional one.
     ``width`` sets the generator's channels, ``d_width`` (default: ``width``) the discriminator's.
+    ``architecture="dense"`` builds article C's dense networks instead (``hidden`` units each;
+    unconditional only; ``width``, ``d_width``, ``upsample``, ``embed_dim`` and ``dropout`` are
+    the DCGAN's and unused).
     ``generator_ema`` is a second generator whose weights are an exponential moving
     average of the trained generator's (:attr:`imgmine_jax.gan.GANTask.ema_decay`); it is never trained
     directly and is what :func:`imgmine_jax.gan.sample` draws from. Averaging the iterates of a GAN's
@@ -136,11 +186,20 @@ class GAN(nnx.Module):
 
     def __init__(self, latent_dim: int = 64, width: int = 64, channels: int = 1, image_size: int = 28,
                  num_classes: int = 0, embed_dim: int = 32, upsample: str = "transpose",
-                 dropout: float = 0.3, d_width: int | None = None, *, rngs: nnx.Rngs):
-        self.generator = Generator(latent_dim, width, channels, image_size, num_classes, embed_dim,
-                                   upsample, rngs=rngs)
-        self.discriminator = Discriminator(d_width or width, channels, image_size, num_classes, dropout,
-                                           rngs=rngs)
+                 dropout: float = 0.3, d_width: int | None = None, architecture: str = "dcgan",
+                 hidden: int = 128, *, rngs: nnx.Rngs):
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}; got {architecture!r}")
+        if architecture == "dense":
+            if num_classes:
+                raise ValueError(f"the dense GAN is unconditional: num_classes must be 0; got {num_classes!r}")
+            self.generator = DenseGenerator(latent_dim, hidden, channels, image_size, rngs=rngs)
+            self.discriminator = DenseDiscriminator(hidden, channels, image_size, rngs=rngs)
+        else:
+            self.generator = Generator(latent_dim, width, channels, image_size, num_classes, embed_dim,
+                                       upsample, rngs=rngs)
+            self.discriminator = Discriminator(d_width or width, channels, image_size, num_classes, dropout,
+                                               rngs=rngs)
         self.generator_ema = nnx.clone(self.generator)
         # own buffers, not shared ones: the jitted step donates (and reuses) the state's arrays
         nnx.update(self.generator_ema, jax.tree.map(jnp.copy, nnx.state(self.generator)))
