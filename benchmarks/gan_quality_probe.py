@@ -72,7 +72,8 @@ def main():
         hist = np.bincount(s["predictions"], minlength=10) / args.samples
         out = {"fid": s["fid"], "is": s["is"], "class_perplexity": float(np.exp(-np.sum(hist * np.log(hist + 1e-12)))),
                "confidence": float(s["confidence"].mean())}
-        print(f"step {trainer.step} ({time.perf_counter() - start:.0f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in out.items()), flush=True)
+        print(f"step {trainer.step} ({time.perf_counter() - start:.0f} s): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in out.items()), flush=True)
         return out
 
     arrays = train_set.arrays() if labels is None else {"image": train_set.images, "label": labels}

@@ -13,8 +13,8 @@
   reshaped to an image and the discriminator flattens its input (as written, a (28, 28)
   output met a (784,) input); the sigmoid in [0, 1] is mapped linearly onto the data's
   [-1, 1], and the discriminator's sigmoid moves into the loss (one logit out).
-* :class:`GAN` -- both networks in one module (``architecture="dcgan"`` or ``"dense"``), so that one ``nnx.split`` state holds
-  everything that trains (and one checkpoint saves it).
+* :class:`GAN` -- both networks in one module (``architecture="dcgan"`` or ``"dense"``), so
+  that one ``nnx.split`` state holds everything that trains (and one checkpoint saves it).
 
 Upsampling is a choice (``upsample``): ``"transpose"`` (4x4 transposed convolution,
 stride 2, as in DCGAN), ``"depth_to_space"`` (3x3 convolution to 4x the channels, then a
